@@ -1,0 +1,8 @@
+"""Errors a user can fix, kept apart from bugs so the CLI can treat them differently."""
+
+
+class UserError(Exception):
+    """Bad input a user can fix; the message names the problem and the fix.
+
+    The CLI prints it on one line and exits with code 2.
+    """

@@ -1,0 +1,1 @@
+"""Click command-line front of advtf (installed as ``advtf.cli``)."""

@@ -1,0 +1,12 @@
+"""The ``advtf`` command group."""
+
+import click
+
+
+@click.group()
+def advtf():
+    """advtf: adversarial robustness research in TensorFlow / Keras."""
+
+
+def main():
+    advtf()

@@ -1,0 +1,23 @@
+"""Shared test setup: two logical CPU devices (for MirroredStrategy) and tiny fixtures."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+# Must happen before TensorFlow initialises its devices.
+_cpus = tf.config.list_physical_devices("CPU")
+try:
+    tf.config.set_logical_device_configuration(
+        _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+    )
+except RuntimeError:  # already initialised (e.g. re-import); tests needing 2 devices skip
+    pass
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
