@@ -1,12 +1,98 @@
-"""The ``advtf`` command group."""
+"""The ``advtf`` command group: lazy sub-commands and the error policy.
+
+User errors (``advtf.errors.UserError``) print one line and exit 2; bugs exit 1 with a
+hint; ``--debug`` (anywhere on the command line) shows the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
 
 import click
 
+# name -> (module, function, one-line help); modules import TensorFlow only when run.
+COMMANDS = {
+    "train": ("advtf.cli.train", "train", "Train a standard or adversarially robust classifier."),
+    "evaluate": ("advtf.cli.evaluate", "evaluate", "Clean and robust accuracy of a trained model."),
+    "quickstart": ("advtf.cli.quickstart", "quickstart",
+                   "The main job: standard vs L2-robust model on Fashion-MNIST, with a report."),
+    "datasets": ("advtf.cli.info", "datasets", "List registered datasets and where they are found."),
+    "models": ("advtf.cli.info", "models", "List registered models."),
+    "env": ("advtf.cli.info", "env", "Versions, devices and strategy, for bug reports."),
+}
 
-@click.group()
-def advtf():
-    """advtf: adversarial robustness research in TensorFlow / Keras."""
+
+class LazyGroup(click.Group):
+    """Imports a sub-command's module only when it runs, so ``--help`` stays fast."""
+
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def invoke(self, ctx):
+        from advtf.errors import UserError
+
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            if _debug(ctx):
+                traceback.print_exc()
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(2)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
+            raise
+        except Exception as e:  # a bug: say so; the traceback only on request
+            if _debug(ctx):
+                traceback.print_exc()
+            else:
+                click.echo(f"internal error: {type(e).__name__}: {e} (run again with --debug for the traceback)",
+                           err=True)
+            ctx.exit(1)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, help_) for name, (_, _, help_) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
-def main():
-    advtf()
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="advtf")
+@click.option("--debug", is_flag=True, help="Show tracebacks (may also be given after the sub-command).")
+@click.pass_context
+def advtf(ctx, debug):
+    """advtf: adversarial-robustness research in TensorFlow / Keras.
+
+    \b
+    Example:
+      advtf train --model resnet20v2 --width 0.25 --robust --norm l2 --eps 0.5 --out runs/robust
+      advtf evaluate runs/robust --eps 0.5 --steps 20 --out runs/robust-eval
+
+    Add --debug anywhere to see tracebacks.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    ctx.obj = {"debug": debug}
+
+
+def _debug(ctx) -> bool:
+    root = ctx.find_root()
+    return bool((root.obj or {}).get("debug")) or os.environ.get("ADVTF_DEBUG") == "1"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point; ``--debug`` is accepted anywhere on the line."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in args:
+        args = ["--debug"] + [a for a in args if a != "--debug"]
+    try:
+        advtf.main(args=args, prog_name="advtf")
+    except KeyboardInterrupt:
+        click.echo("interrupted; a resumable run continues with --resume", err=True)
+        sys.exit(130)

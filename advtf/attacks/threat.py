@@ -1,0 +1,112 @@
+"""Threat models: the norm ball an attack lives in, and its step geometry.
+
+Images are float32 in [0, 1]; every epsilon is in pixel units because normalisation lives
+inside the model (ARCHITECTURE.md, "Contracts").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from fractions import Fraction
+
+import tensorflow as tf
+
+from advtf.errors import UserError
+
+NORMS = ("linf", "l2")
+_TINY = 1e-12
+
+
+def parse_number(text: str | float | int, *, what: str = "value") -> float:
+    """Parses ``0.5``, ``8/255`` or ``1e-3`` without ``eval``."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    try:
+        return float(Fraction(str(text).strip()))
+    except (ValueError, ZeroDivisionError):
+        raise UserError(f"{what} {text!r} is not a number; write it as 0.03, 8/255 or 3e-2") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Threat:
+    """An attack budget: norm ball of radius ``eps`` and the iterative schedule.
+
+    Attributes:
+        norm: ``"linf"`` or ``"l2"``.
+        eps: radius of the ball, in [0, 1] pixel units.
+        steps: number of gradient steps (1 with ``random_start=False`` is FGSM).
+        step_size: step length; ``None`` means 2.5 * eps / steps (Madry et al.'s
+            robustness library convention).
+        restarts: independent random restarts; the worst case per example is kept.
+        random_start: start from a uniform draw in the ball (Madry et al. 2018).
+    """
+
+    norm: str = "linf"
+    eps: float = 8 / 255
+    steps: int = 10
+    step_size: float | None = None
+    restarts: int = 1
+    random_start: bool = True
+
+    def __post_init__(self):
+        if self.norm not in NORMS:
+            raise UserError(f"unknown norm {self.norm!r}; choose one of: {', '.join(NORMS)}")
+        if not self.eps > 0:
+            raise UserError(f"eps must be > 0 (got {self.eps}); pass e.g. --eps 0.5 or --eps 8/255")
+        if int(self.steps) < 1:
+            raise UserError(f"steps must be >= 1 (got {self.steps}); pass e.g. --steps 10")
+        if int(self.restarts) < 1:
+            raise UserError(f"restarts must be >= 1 (got {self.restarts}); pass e.g. --restarts 1")
+        if self.step_size is not None and not self.step_size > 0:
+            raise UserError(f"step size must be > 0 (got {self.step_size}); omit it for 2.5*eps/steps")
+
+    @property
+    def alpha(self) -> float:
+        """The step size actually used."""
+        if self.step_size is not None:
+            return float(self.step_size)
+        return 2.5 * float(self.eps) / int(self.steps)
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["step_size"] = self.alpha
+        return d
+
+
+def _batch_norm(v: tf.Tensor, norm: str) -> tf.Tensor:
+    """Per-example norm of a batch, shaped (B, 1, 1, 1) for broadcasting."""
+    axes = list(range(1, len(v.shape)))
+    if norm == "linf":
+        return tf.reduce_max(tf.abs(v), axis=axes, keepdims=True)
+    return tf.sqrt(tf.reduce_sum(tf.square(v), axis=axes, keepdims=True))
+
+
+def per_example_norm(v: tf.Tensor, norm: str) -> tf.Tensor:
+    """Per-example ``norm`` of a batch, shape (B,)."""
+    return tf.reshape(_batch_norm(v, norm), [-1])
+
+
+def ascent_direction(grad: tf.Tensor, norm: str) -> tf.Tensor:
+    """Steepest ascent direction of unit ``norm`` (sign for linf, normalised gradient for l2)."""
+    if norm == "linf":
+        return tf.sign(grad)
+    return grad / (_batch_norm(grad, "l2") + _TINY)
+
+
+def project(delta: tf.Tensor, eps: tf.Tensor, norm: str) -> tf.Tensor:
+    """Euclidean projection of each perturbation onto the ``norm`` ball of radius ``eps``."""
+    if norm == "linf":
+        return tf.clip_by_value(delta, -eps, eps)
+    scale = tf.minimum(1.0, eps / (_batch_norm(delta, "l2") + _TINY))
+    return delta * scale
+
+
+def random_start(shape, eps: tf.Tensor, norm: str, seed: tf.Tensor) -> tf.Tensor:
+    """A uniform draw from the ``norm`` ball (stateless, so runs are reproducible)."""
+    if norm == "linf":
+        return tf.random.stateless_uniform(shape, seed, minval=-1.0, maxval=1.0) * eps
+    direction = tf.random.stateless_normal(shape, seed)
+    direction = direction / (_batch_norm(direction, "l2") + _TINY)
+    dim = tf.cast(tf.reduce_prod(shape[1:]), tf.float32)
+    u = tf.random.stateless_uniform([shape[0], 1, 1, 1], seed + 1)
+    return direction * eps * tf.pow(u, 1.0 / dim)

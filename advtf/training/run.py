@@ -1,0 +1,93 @@
+"""A complete ``advtf train`` run: data, model, loop, test evaluation, run directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from advtf.errors import UserError
+from advtf.inputs import DataRequest
+from advtf.runs import write_json
+from advtf.training.loop import AdversarialConfig, TrainConfig, train
+from advtf.training.strategy import make_strategy
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelRequest:
+    """Which architecture to build (``advtf models`` lists the names)."""
+
+    name: str = "resnet20v2"
+    width: float = 1.0
+    weights: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainJob:
+    """Everything ``advtf train`` needs; the CLI fills it from its options."""
+
+    data: DataRequest
+    model: ModelRequest
+    config: TrainConfig
+    adversarial: AdversarialConfig | None
+    eval_threat: object  # advtf.attacks.Threat used for the final robust accuracy
+    strategy: str = "auto"
+
+
+def run_training(job: TrainJob, workdir: Path, *, progress=None) -> dict:
+    """Trains, evaluates on the test split and writes ``workdir``; returns results.
+
+    ``results.json`` keys: ``clean_accuracy``, ``robust_accuracy`` (under ``eval_threat``
+    on the test split, true label attacked), ``n_test``, ``epochs``, ``best_epoch``,
+    ``wall_seconds``, ``model``, ``dataset``, ``robust_training``, ``threat``, ``params``.
+    """
+    from advtf.evaluation import evaluate
+    from advtf.models import count_params, create_model
+    from advtf.plots.training import training_curves
+
+    start = time.time()
+    strategy = make_strategy(job.strategy)
+    data = job.data.load()
+    if data.train is None or not data.sizes.get("train"):
+        raise UserError(f"dataset {job.data.dataset!r} has no training split; pass a dataset with one")
+    info = data.info
+    config = job.config
+    if config.augment is None:
+        config = dataclasses.replace(config, augment=info.natural_images)
+
+    def build():
+        return create_model(job.model.name, input_shape=info.image_shape, num_classes=info.num_classes,
+                            width=job.model.width, mean=info.mean, std=info.std,
+                            weights=job.model.weights, seed=job.config.seed)
+
+    workdir = Path(workdir)
+    result = train(build, data, config, job.adversarial, workdir=workdir, strategy=strategy, progress=progress)
+    from advtf.data import make_batches
+
+    test = evaluate(result.model, make_batches(data.test, job.config.batch_size, training=False),
+                    threat=job.eval_threat, strategy=strategy, seed=job.config.seed,
+                    progress=progress(total=None, desc="test (PGD)") if progress else None)
+    results = {
+        "augment": config.augment,
+        "clean_accuracy": test["clean_accuracy"],
+        "robust_accuracy": test["robust_accuracy"],
+        "n_test": test["n"],
+        "epochs": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "wall_seconds": round(time.time() - start, 2),
+        "model": job.model.name,
+        "width": job.model.width,
+        "params": count_params(result.model),
+        "dataset": info.name,
+        "dataset_fingerprint": data.fingerprint,
+        "robust_training": job.adversarial is not None,
+        "training_threat": job.adversarial.threat.to_json() if job.adversarial else None,
+        "fast": bool(job.adversarial and job.adversarial.fast),
+        "threat": job.eval_threat.to_json(),
+        "attack": "pgd",
+    }
+    result.model.save(workdir / "model.keras")
+    write_json(workdir / "results.json", {k: v for k, v in results.items() if k != "dataset_fingerprint"})
+    training_curves(result.history, workdir / "training.png",
+                    title=f"{job.model.name} on {info.name}" + (" (adversarial)" if job.adversarial else ""))
+    return results

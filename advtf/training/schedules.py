@@ -1,0 +1,47 @@
+"""Optimisers and learning-rate schedules, counted in epochs as the papers state them."""
+
+from __future__ import annotations
+
+import keras
+
+from advtf.errors import UserError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("piecewise", "cosine", "constant")
+
+
+def learning_rate(schedule: str, lr: float, *, steps_per_epoch: int, epochs: int,
+                  milestones=(), gamma: float = 0.1):
+    """A Keras learning-rate schedule over optimiser steps.
+
+    ``piecewise`` divides ``lr`` by ``1/gamma`` at each milestone epoch (e.g. 50, 75 as in
+    the local-properties paper); ``cosine`` anneals to 0 over ``epochs``.
+    """
+    if schedule not in SCHEDULES:
+        raise UserError(f"unknown schedule {schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+    if schedule == "constant" or (schedule == "piecewise" and not milestones):
+        return float(lr)
+    if schedule == "piecewise":
+        if sorted(milestones) != list(milestones) or min(milestones) < 1:
+            raise UserError(f"--lr-milestones must be increasing positive epochs (got {list(milestones)})")
+        bounds = [int(m) * steps_per_epoch for m in milestones]
+        values = [float(lr) * gamma**i for i in range(len(bounds) + 1)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(bounds, values)
+    return keras.optimizers.schedules.CosineDecay(float(lr), decay_steps=max(1, steps_per_epoch * epochs))
+
+
+def make_optimizer(name: str, schedule, *, momentum: float = 0.9, nesterov: bool = False,
+                   weight_decay: float = 0.0) -> keras.optimizers.Optimizer:
+    """The optimiser ``name``.
+
+    Only ``adamw`` decays weights itself (decoupled, Loshchilov & Hutter); for ``sgd`` and
+    ``adam`` the training loop adds the coupled L2 term ``weight_decay * w`` to every
+    gradient, as PyTorch's ``weight_decay`` does and the papers' recipes assume.
+    """
+    if name == "sgd":
+        return keras.optimizers.SGD(schedule, momentum=momentum, nesterov=nesterov)
+    if name == "adam":
+        return keras.optimizers.Adam(schedule)
+    if name == "adamw":
+        return keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
+    raise UserError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")

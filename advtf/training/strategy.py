@@ -1,0 +1,54 @@
+"""Choosing a ``tf.distribute`` strategy (ARCHITECTURE.md, "Distribution")."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+
+from advtf.errors import UserError
+
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+
+
+def auto_choice() -> str:
+    """What ``--strategy auto`` resolves to on this machine."""
+    if os.environ.get("TF_CONFIG"):
+        return "multiworker"
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return "mirrored"
+    return "default"
+
+
+def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """The strategy named ``name``.
+
+    ``mirrored`` uses every GPU, or every logical CPU device when there is no GPU (how the
+    tests exercise it); ``multiworker`` reads the cluster from ``TF_CONFIG``.
+    """
+    if name not in STRATEGIES:
+        raise UserError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
+    if name == "auto":
+        name = auto_choice()
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if not os.environ.get("TF_CONFIG"):
+        raise UserError("--strategy multiworker needs the TF_CONFIG environment variable describing the cluster")
+    comm = tf.distribute.experimental.CommunicationOptions(
+        implementation=tf.distribute.experimental.CommunicationImplementation.AUTO
+    )
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=comm)
+
+
+def is_chief() -> bool:
+    """True unless this process is a non-chief worker of a multi-worker cluster."""
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = config.get("task", {})
+    kind, index = task.get("type", "chief"), int(task.get("index", 0))
+    has_chief = "chief" in config.get("cluster", {})
+    return kind == "chief" or (kind == "worker" and index == 0 and not has_chief)

@@ -1,0 +1,50 @@
+"""``advtf evaluate``."""
+
+from __future__ import annotations
+
+import click
+
+from advtf.cli.options import (data_request, dataset_options, make_threat, print_summary, progress_factory,
+                               run_options, strategy_option, threat_options)
+
+
+@click.command(context_settings={"max_content_width": 100})
+@click.argument("model_path", metavar="MODEL", type=click.Path())
+@dataset_options()
+@threat_options(steps=20)
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--xla", is_flag=True, help="Compile the attack loop with XLA.")
+@strategy_option()
+@run_options()
+def evaluate(**kw):
+    """Clean and robust accuracy of a trained model on the test split (true label attacked).
+
+    MODEL is a .keras file or a run directory of `advtf train`.
+
+    \b
+    Example:
+      advtf evaluate runs/robust --attack pgd --norm l2 --eps 0.5 --steps 20 --restarts 2 --out runs/robust-eval
+
+    Writes results.json (clean_accuracy, robust_accuracy, n, threat), results.csv/.md and
+    manifest.json to --out.
+    """
+    from advtf.evaluate_run import run_evaluation
+    from advtf.runs import RunDir
+
+    options = dict(kw)
+    data = data_request(kw)
+    threat = make_threat(kw)
+    run = RunDir(kw["out"], overwrite=kw["overwrite"], options=options)
+    run.check()  # refuse a bad --out before the (slow) model load
+    with run:
+        results = run_evaluation(kw["model_path"], data, threat, run, attack=kw["attack"],
+                                 batch_size=kw["batch_size"], strategy=kw["strategy"], jit=kw["xla"],
+                                 progress=progress_factory(kw["quiet"]))
+    print_summary(
+        f"advtf evaluate: {kw['model_path']} on {results['dataset']}",
+        [("clean accuracy", results["clean_accuracy"]),
+         (f"robust accuracy ({kw['attack']}-{threat.steps} {threat.norm} eps={threat.eps:g}, "
+          f"{threat.restarts} restart{'s' if threat.restarts > 1 else ''})", results["robust_accuracy"]),
+         ("test images", results["n"])],
+        out=kw["out"],
+    )

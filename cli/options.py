@@ -1,0 +1,148 @@
+"""Options shared by every command, defined once (ARCHITECTURE.md, "CLI")."""
+
+from __future__ import annotations
+
+import functools
+from fractions import Fraction
+
+import click
+
+
+class Number(click.ParamType):
+    """A float written as ``0.5``, ``8/255`` or ``1e-3`` (parsed with Fraction, never eval)."""
+
+    name = "NUMBER"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return float(Fraction(str(value).strip()))
+        except (ValueError, ZeroDivisionError):
+            self.fail(f"{value!r} is not a number; write e.g. 0.5, 8/255 or 3e-2", param, ctx)
+
+
+NUMBER = Number()
+
+
+class IntList(click.ParamType):
+    """Comma-separated integers, e.g. ``50,75``."""
+
+    name = "N,N,..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            return tuple(int(v) for v in str(value).split(",") if v.strip())
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of integers, e.g. 50,75", param, ctx)
+
+
+def _compose(*decorators):
+    def apply(f):
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+    return apply
+
+
+def dataset_options(default: str = "fashion_mnist", validation: float = 0.0):
+    """``--dataset``, ``--data-dir``, ``--image-size``, subsets, ``--validation``, ``--seed``."""
+    return _compose(
+        click.option("--dataset", default=default, show_default=True, metavar="NAME|DIR",
+                     help="A registered dataset (see `advtf datasets`) or a directory written by an advtf command."),
+        click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                     help="Where the dataset's files are (idx files, a tensorflow-datasets data_dir)."),
+        click.option("--image-size", type=click.IntRange(min=8), default=None,
+                     help="Resize images to this side (imagenette; victims of another size)."),
+        click.option("--train-subset", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Use N training images, drawn deterministically by --seed."),
+        click.option("--test-subset", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Use N test images, drawn deterministically by --seed."),
+        click.option("--validation", type=NUMBER, default=validation, show_default=True,
+                     help="Held-out part of the training split: a fraction (0.1) or a count (500)."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsets, order and noise."),
+    )
+
+
+def data_request(kwargs: dict):
+    """Pops the dataset options out of ``kwargs`` into an :class:`advtf.inputs.DataRequest`."""
+    from advtf.inputs import DataRequest
+
+    validation = kwargs.pop("validation")
+    return DataRequest(
+        dataset=kwargs.pop("dataset"), data_dir=kwargs.pop("data_dir"), image_size=kwargs.pop("image_size"),
+        train_subset=kwargs.pop("train_subset"), test_subset=kwargs.pop("test_subset"),
+        validation=int(validation) if validation >= 1 else float(validation), seed=kwargs["seed"],
+    )
+
+
+def threat_options(*, steps_flag: str = "--steps", norm: str = "l2", eps: str = "0.5", steps: int = 10,
+                   attack: bool = True):
+    """``--attack``, ``--norm``, ``--eps``, steps, ``--step-size``, ``--restarts``."""
+    from advtf.attacks import ATTACKS, NORMS
+
+    opts = [
+        click.option("--norm", type=click.Choice(NORMS), default=norm, show_default=True, help="Threat-model norm."),
+        click.option("--eps", type=NUMBER, default=eps, show_default=True,
+                     help="Radius of the threat ball in [0,1] pixel units (8/255 is fine)."),
+        click.option(steps_flag, "steps", type=int, default=steps, show_default=True, help="Attack iterations."),
+        click.option("--step-size", type=NUMBER, default=None,
+                     help="Attack step size [default: 2.5*eps/steps, Madry et al.'s convention]."),
+        click.option("--restarts", type=int, default=1, show_default=True,
+                     help="Random restarts; the worst case per example is kept."),
+    ]
+    if attack:
+        opts.insert(0, click.option("--attack", type=click.Choice(list(ATTACKS)), default="pgd",
+                                    show_default=True, help="Attack (true label attacked)."))
+    return _compose(*opts)
+
+
+def make_threat(kwargs: dict, *, steps=None):
+    """Pops the threat options out of ``kwargs`` into an :class:`advtf.attacks.Threat`."""
+    from advtf.attacks import Threat
+
+    return Threat(norm=kwargs.pop("norm"), eps=kwargs.pop("eps"), steps=kwargs.pop("steps") if steps is None else steps,
+                  step_size=kwargs.pop("step_size"), restarts=kwargs.pop("restarts"))
+
+
+def run_options(*, resumable: bool = False):
+    """``--out``, ``--overwrite`` (and ``--resume``), ``--quiet``."""
+    opts = [
+        click.option("--out", type=click.Path(), required=True,
+                     help="Run directory to create (built aside, renamed into place when complete)."),
+        click.option("--overwrite", is_flag=True, help="Replace --out if it exists."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
+    ]
+    if resumable:
+        opts.append(click.option("--resume", is_flag=True, help="Continue an interrupted run in --out."))
+    return _compose(*opts)
+
+
+def strategy_option():
+    from advtf.training.strategy import STRATEGIES
+
+    return click.option("--strategy", type=click.Choice(STRATEGIES), default="auto", show_default=True,
+                        help="tf.distribute strategy: auto picks mirrored on several GPUs, "
+                             "multiworker when TF_CONFIG is set.")
+
+
+def progress_factory(quiet: bool):
+    """A ``progress(total, desc)`` callable making tqdm bars on stderr (none when quiet)."""
+    if quiet:
+        return None
+    from tqdm.auto import tqdm
+
+    return functools.partial(tqdm, leave=False, dynamic_ncols=True, mininterval=0.5)
+
+
+def print_summary(title: str, rows: list[tuple[str, object]], out=None) -> None:
+    """A short aligned summary on stdout."""
+    width = max(len(k) for k, _ in rows)
+    click.echo(title)
+    for key, value in rows:
+        text = f"{value:.4f}" if isinstance(value, float) else str(value)
+        click.echo(f"  {key.ljust(width)}  {text}")
+    if out is not None:
+        click.echo(f"  {'output'.ljust(width)}  {out}")

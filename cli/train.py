@@ -1,0 +1,108 @@
+"""``advtf train``."""
+
+from __future__ import annotations
+
+import click
+
+from advtf.cli.options import (IntList, NUMBER, data_request, dataset_options, make_threat, print_summary,
+                               progress_factory, run_options, strategy_option, threat_options)
+
+
+@click.command(context_settings={"max_content_width": 100})
+@click.option("--model", "model_name", default="resnet20v2", show_default=True,
+              help="Architecture (see `advtf models`).")
+@click.option("--width", type=NUMBER, default=1.0, show_default=True, help="Channel-width multiplier (small = fast).")
+@click.option("--weights", type=click.Choice(["none", "imagenet"]), default="none", show_default=True,
+              help="Initial weights of keras.applications victims (imagenet needs internet).")
+@dataset_options(validation=0.0)
+@click.option("--robust", is_flag=True, help="Adversarial training (PGD, or FGSM with --fast).")
+@threat_options(steps_flag="--attack-steps", steps=7, attack=False)
+@click.option("--attack-target", type=click.Choice(["label", "prediction"]), default="label", show_default=True,
+              help="Attack the true label, or the model's prediction (avoids label leaking).")
+@click.option("--clean-fraction", type=NUMBER, default=0.0, show_default=True,
+              help="Fraction of each adversarial batch left clean.")
+@click.option("--fast", is_flag=True, help="Fast adversarial training: FGSM with random start (Wong et al. 2020).")
+@click.option("--eval-steps", type=click.IntRange(min=1), default=20, show_default=True,
+              help="PGD steps for the final robust accuracy on the test split.")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]), default="sgd", show_default=True)
+@click.option("--lr", type=NUMBER, default=0.1, show_default=True, help="Initial learning rate.")
+@click.option("--momentum", type=NUMBER, default=0.9, show_default=True)
+@click.option("--nesterov", is_flag=True)
+@click.option("--weight-decay", type=NUMBER, default=5e-4, show_default=True,
+              help="L2 weight decay (coupled for sgd/adam as in PyTorch; decoupled for adamw).")
+@click.option("--schedule", type=click.Choice(["piecewise", "cosine", "constant"]), default="piecewise",
+              show_default=True)
+@click.option("--lr-milestones", type=IntList(), default="", help="Epochs where piecewise lr drops 10x, e.g. 50,75.")
+@click.option("--augment/--no-augment", default=None,
+              help="Random crop (4-px pad) + flip [default: on for natural images, off for Fashion-MNIST].")
+@click.option("--select-by", type=click.Choice(["auto", "last", "clean", "robust"]), default="auto",
+              show_default=True, help="Which epoch's weights to keep: by validation accuracy, or the last.")
+@click.option("--early-stopping", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Stop after N epochs without validation improvement (0: off).")
+@click.option("--save-every-epoch", is_flag=True, help="Also save epochs/epoch_NNN.keras (weight-decay studies).")
+@click.option("--xla", is_flag=True, help="Compile attack loops with XLA (faster on GPU, slower on CPU).")
+@strategy_option()
+@run_options(resumable=True)
+def train(**kw):
+    """Train a standard or adversarially robust classifier.
+
+    \b
+    Examples:
+      advtf train --model resnet20v2 --width 0.25 --epochs 5 --out runs/std
+      advtf train --robust --norm l2 --eps 0.5 --model resnet20v2 --out runs/robust
+      advtf train --robust --norm linf --eps 8/255 --attack-steps 10 --step-size 2/255 \\
+          --model resnet18 --dataset cifar10 --epochs 100 --lr-milestones 50,75 --out runs/r18
+
+    Writes model.keras, results.json, history.csv, training.png, logs/ (TensorBoard) and
+    manifest.json to --out.
+    """
+    from advtf.runs import RunDir
+    from advtf.training.loop import AdversarialConfig, TrainConfig
+    from advtf.training.run import ModelRequest, TrainJob, run_training
+
+    options = dict(kw)
+    data = data_request(kw)
+    threat = make_threat(kw)
+    adversarial = None
+    if kw.pop("robust"):
+        adversarial = AdversarialConfig(threat=threat, attack_target=kw.pop("attack_target"),
+                                        clean_fraction=kw.pop("clean_fraction"), fast=kw.pop("fast"))
+    elif kw["fast"] or kw["clean_fraction"]:
+        raise click.UsageError("--fast and --clean-fraction only apply with --robust")
+    from dataclasses import replace
+
+    eval_threat = replace(threat, steps=kw["eval_steps"], step_size=None)
+    select_by = kw["select_by"]
+    if select_by == "auto":
+        select_by = ("robust" if adversarial else "clean") if data.validation else "last"
+    config = TrainConfig(
+        epochs=kw["epochs"], batch_size=kw["batch_size"], optimizer=kw["optimizer"], lr=kw["lr"],
+        momentum=kw["momentum"], nesterov=kw["nesterov"], weight_decay=kw["weight_decay"],
+        schedule=kw["schedule"], lr_milestones=kw["lr_milestones"], augment=kw["augment"], select_by=select_by,
+        early_stopping=kw["early_stopping"], save_every_epoch=kw["save_every_epoch"], seed=data.seed,
+        jit=kw["xla"],
+    )
+    model = ModelRequest(kw["model_name"], width=kw["width"], weights=None if kw["weights"] == "none" else "imagenet")
+    job = TrainJob(data=data, model=model, config=config, adversarial=adversarial, eval_threat=eval_threat,
+                   strategy=kw["strategy"])
+    from advtf.training.strategy import is_chief
+
+    out = kw["out"]
+    if not is_chief():  # non-chief workers of a multi-worker cluster write nothing the user sees
+        import tempfile
+
+        out = f"{tempfile.mkdtemp(prefix='advtf-worker-')}/run"
+    with RunDir(out, overwrite=kw["overwrite"], resume=kw["resume"], resumable=True, options=options) as run:
+        results = run_training(job, run.path, progress=progress_factory(kw["quiet"]))
+        run.inputs["dataset"] = results["dataset_fingerprint"]
+    print_summary(
+        f"advtf train: {model.name} on {results['dataset']}" + (" (adversarial)" if adversarial else ""),
+        [("clean accuracy", results["clean_accuracy"]),
+         (f"robust accuracy (PGD-{eval_threat.steps} {eval_threat.norm} eps={eval_threat.eps:g})",
+          results["robust_accuracy"]),
+         ("test images", results["n_test"]), ("epochs", results["epochs"]), ("best epoch", results["best_epoch"]),
+         ("wall seconds", results["wall_seconds"])],
+        out=kw["out"],
+    )
