@@ -5,7 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from advtf.attacks import Threat, get_attack
-from advtf.training.distributed import replica_seed, sum_over_batches
+from advtf.training.distributed import BatchSums, replica_seed
 
 
 def accuracy_counts(model, x, y, *, threat: Threat | None, attack: str = "pgd", seed=None, jit=False):
@@ -24,6 +24,29 @@ def accuracy_counts(model, x, y, *, threat: Threat | None, attack: str = "pgd", 
     return out
 
 
+class Evaluator:
+    """Clean (and robust, given ``threat``) accuracy of ``model``; compiled once, reusable."""
+
+    def __init__(self, model, *, threat: Threat | None = None, attack: str = "pgd",
+                 strategy: tf.distribute.Strategy | None = None, seed: int = 0, jit: bool = False):
+        get_attack(attack)  # fail early on a bad name
+        self.threat = threat
+
+        def replica_fn(x, y, step):
+            return accuracy_counts(model, x, y, threat=threat, attack=attack, seed=replica_seed(seed, step), jit=jit)
+
+        self._sums = BatchSums(strategy or tf.distribute.get_strategy(), replica_fn)
+
+    def __call__(self, batches: tf.data.Dataset, *, progress=None) -> dict:
+        """``{"clean_accuracy", "n"}`` plus ``"robust_accuracy"`` when there is a threat."""
+        totals = self._sums(batches, progress=progress)
+        n = int(totals.get("n", 0))
+        result = {"n": n, "clean_accuracy": totals.get("clean", 0.0) / max(n, 1)}
+        if self.threat is not None:
+            result["robust_accuracy"] = totals.get("robust", 0.0) / max(n, 1)
+        return result
+
+
 def evaluate(model, batches: tf.data.Dataset, *, threat: Threat | None = None, attack: str = "pgd",
              strategy: tf.distribute.Strategy | None = None, seed: int = 0, progress=None,
              jit: bool = False) -> dict:
@@ -32,15 +55,5 @@ def evaluate(model, batches: tf.data.Dataset, *, threat: Threat | None = None, a
     Returns:
         ``{"clean_accuracy", "n"}`` plus ``"robust_accuracy"`` when ``threat`` is given.
     """
-    strategy = strategy or tf.distribute.get_strategy()
-    get_attack(attack)  # fail early on a bad name
-
-    def replica_fn(x, y, step):
-        return accuracy_counts(model, x, y, threat=threat, attack=attack, seed=replica_seed(seed, step), jit=jit)
-
-    totals = sum_over_batches(strategy, batches, replica_fn, progress=progress)
-    n = int(totals.get("n", 0))
-    result = {"n": n, "clean_accuracy": totals.get("clean", 0.0) / max(n, 1)}
-    if threat is not None:
-        result["robust_accuracy"] = totals.get("robust", 0.0) / max(n, 1)
-    return result
+    evaluator = Evaluator(model, threat=threat, attack=attack, strategy=strategy, seed=seed, jit=jit)
+    return evaluator(batches, progress=progress)

@@ -13,6 +13,9 @@ import traceback
 
 import click
 
+# Quiet TensorFlow's C++ start-up chatter (set before TensorFlow is first imported).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 # name -> (module, function, one-line help); modules import TensorFlow only when run.
 COMMANDS = {
     "train": ("advtf.cli.train", "train", "Train a standard or adversarially robust classifier."),
@@ -77,7 +80,6 @@ def advtf(ctx, debug):
 
     Add --debug anywhere to see tracebacks.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     ctx.obj = {"debug": debug}
 
 
@@ -86,11 +88,37 @@ def _debug(ctx) -> bool:
     return bool((root.obj or {}).get("debug")) or os.environ.get("ADVTF_DEBUG") == "1"
 
 
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with its C++ start-up log lines (printed to fd 2 before
+    TF_CPP_MIN_LOG_LEVEL applies) captured; they are shown only if the import fails."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            capture.seek(0)
+            sys.stderr.write(capture.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point; ``--debug`` is accepted anywhere on the line."""
     args = list(sys.argv[1:] if argv is None else argv)
     if "--debug" in args:
         args = ["--debug"] + [a for a in args if a != "--debug"]
+    if any(a in COMMANDS for a in args) and "--debug" not in args:
+        _import_tensorflow_quietly()
     try:
         advtf.main(args=args, prog_name="advtf")
     except KeyboardInterrupt:

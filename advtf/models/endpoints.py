@@ -69,7 +69,8 @@ def feature_extractor(model: keras.Model, names: list[str] | str) -> keras.Model
         names: endpoint names (see `endpoints(model)`).
 
     Returns:
-        `keras.Model(model.inputs, {name: tensor})`, sharing the model's layers and weights.
+        `keras.Model(model.inputs, {name: tensor})`, sharing the model's layers and weights
+        (a single input is passed unwrapped, so the extractor takes a plain tensor).
     """
     names = [names] if isinstance(names, str) else list(names)
     available = endpoints(model)
@@ -79,9 +80,8 @@ def feature_extractor(model: keras.Model, names: list[str] | str) -> keras.Model
             f"unknown endpoint(s) {', '.join(map(repr, unknown)) or '(none given)'} for model "
             f"{model.name!r}; available endpoints: {', '.join(available)}"
         )
-    return keras.Model(
-        model.inputs, {n: available[n] for n in names}, name=f"{model.name}_features"
-    )
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, {n: available[n] for n in names}, name=f"{model.name}_features")
 
 
 def module_layers(model: keras.Model) -> list[list[keras.layers.Layer]]:

@@ -12,9 +12,11 @@ use 'same' padding (for stride 2 on even sizes Keras pads bottom/right only, tor
 pads symmetrically: same shapes and parameter counts).
 
 Layer names follow torchvision's with dots as underscores (`layer2_0_conv1`,
-`layer2_0_downsample_conv`, ...). Modules (Siddiqui & Breuel's six): m0 stem (incl. the
-max-pool), m1..m4 = layer1..layer4, m5 head. Aliases (papers/000, Sec. 4.3): `conv1`
-(first conv output, before BN), `layer0` (input of layer1), `layer1`..`layer4`.
+`layer2_0_downsample_conv`, ...). Modules (Siddiqui & Breuel's six, each opened by a
+down-sampling layer): m0 stem conv -> BN -> ReLU, m1..m4 = layer1..layer4 (m1 starts with
+the ImageNet stem's max-pool), m5 head. Aliases (papers/000, Sec. 4.3): `conv1` (first conv
+output, before BN), `layer0` (the input of layer1: after the stem's ReLU, and after the
+max-pool for the ImageNet stem), `layer1`..`layer4` (stage outputs).
 """
 
 from __future__ import annotations
@@ -57,10 +59,10 @@ def _stem(b: Builder, x):
     imagenet = min(b.args.input_shape[:2]) >= IMAGENET_STEM_MIN_SIZE
     x = b.conv(x, 64, 7 if imagenet else 3, "conv1", strides=2 if imagenet else 1)
     x = b.mark(x, "conv1")
-    x = b.relu(b.bn(x, "bn1"), "relu")
+    x = b.mark(b.relu(b.bn(x, "bn1"), "relu"), "m0")
     if imagenet:
         x = layers.MaxPooling2D(3, strides=2, padding="same", name="maxpool")(x)
-    return b.mark(b.mark(x, "m0"), "layer0")
+    return b.mark(x, "layer0")
 
 
 def build_resnet(args: BuildArgs, name: str, block, stages: tuple[int, ...], expansion: int):

@@ -6,7 +6,8 @@ average pool + three-layer classifier is replaced by global average pooling and 
 layer (GAP -> Dense logits).
 
 Layer names: `block<b>_conv<i>`, `block<b>_bn<i>`, `block<b>_relu<i>`, `block<b>_pool`.
-Modules split at the max-pools (each pool closes its module): m0..m4 = blocks 1..5, m5 head.
+Modules split at the max-pools (each pool opens a module, Siddiqui & Breuel's six):
+m0 = block 1 convs, m1..m4 = pool + blocks 2..5, m5 = head (pool 5 -> GAP -> Dense).
 Five 2×2 max-pools: inputs must be at least 32×32.
 """
 
@@ -32,11 +33,13 @@ def build_vgg(args: BuildArgs, name: str, blocks) -> keras.Model:
     image, x = b.inputs()
     for index, widths in enumerate(blocks):
         prefix = f"block{index + 1}"
+        if index > 0:
+            x = layers.MaxPooling2D(2, name=f"block{index}_pool")(x)
         for i, filters in enumerate(widths, start=1):
             x = b.conv(x, filters, 3, f"{prefix}_conv{i}")
             x = b.relu(b.bn(x, f"{prefix}_bn{i}"), f"{prefix}_relu{i}")
-        x = layers.MaxPooling2D(2, name=f"{prefix}_pool")(x)
         x = b.mark(x, f"m{index}")
+    x = layers.MaxPooling2D(2, name=f"block{len(blocks)}_pool")(x)
     return b.model(image, b.head(x, len(blocks)), name)
 
 

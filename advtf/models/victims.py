@@ -21,9 +21,10 @@ Seed: keras.applications takes no initializers, so a seed is applied with
 
 Modules (no natural stage names across these families): the graph cuts (single live
 tensor) after preprocessing are grouped by octave of spatial resolution,
-round(log2(input area / area) / 2) with the smallest area seen so far (so padding stays
-with the layer it pads for), and module k ends at the last cut of the k-th octave present;
-the head (GAP + Dense) is the last module.
+round(log2(input area / area) / 2) (area: the smallest seen so far along the graph), and
+module k ends at the last cut (padding layers excluded) of the k-th octave present, so each
+down-sampling layer opens a module; a module without weights joins the next one.
+Preprocessing joins m0; the head (GAP + Dense) is the last module. Endpoint sizes therefore depend on the input size.
 """
 
 from __future__ import annotations
@@ -144,21 +145,27 @@ def build_application(
 def _module_ends(draft: keras.Model, start) -> dict[str, str]:
     """{layer name: module name} for the last graph cut of each resolution octave.
 
-    The resolution of a cut is the smallest seen so far along the graph, so padding
-    layers (MobileNetV2, Xception) stay in the module they pad for.
+    Padding layers are never module ends, and the resolution of a cut is the smallest
+    seen so far along the graph (a padded map belongs to the octave it was padded from).
     """
     order = {id(layer): i for i, layer in enumerate(draft.layers)}
     first = order[id(start._keras_history[0])]
     area = area0 = start.shape[1] * start.shape[2]
-    ends: dict[int, str] = {}
+    ends: dict[int, int] = {}
     for layer in graph_cuts(draft):
         shape = layer.output.shape
         if order[id(layer)] <= first or len(shape) != 4:
             continue
+        if isinstance(layer, layers.ZeroPadding2D):
+            continue
         area = min(area, shape[1] * shape[2])
-        ends[round(math.log2(area0 / area) / 2)] = layer.name
-    names = {ends[level]: f"m{k}" for k, level in enumerate(sorted(ends))}
-    names["logits"] = f"m{len(ends)}"
+        ends[round(math.log2(area0 / area) / 2)] = order[id(layer)]
+    positions = [ends[level] for level in sorted(ends)] + [order[id(draft.get_layer("logits"))]]
+    names, previous = {}, -1
+    for position in positions:  # a module without weights (a lone pool) joins the next one
+        if any(layer.weights for layer in draft.layers[previous + 1 : position + 1]):
+            names[draft.layers[position].name] = f"m{len(names)}"
+            previous = position
     return names
 
 

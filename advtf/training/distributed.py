@@ -15,20 +15,27 @@ def replica_seed(seed: int, step) -> tf.Tensor:
     return tf.stack([tf.cast(seed, tf.int64) * 7919 + tf.cast(replica, tf.int64), tf.cast(step, tf.int64)])
 
 
-def sum_over_batches(strategy: tf.distribute.Strategy, batches: tf.data.Dataset,
-                     replica_fn: Callable, *, progress=None) -> dict[str, float]:
-    """Sums the dict of scalars ``replica_fn(x, y, step)`` returns, over replicas and batches."""
-    dist = strategy.experimental_distribute_dataset(batches)
+class BatchSums:
+    """Sums the dict of scalars ``replica_fn(x, y, step)`` returns, over replicas and batches.
 
-    @tf.function
-    def step(x, y, i):
-        out = strategy.run(replica_fn, args=(x, y, i))
-        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in out.items()}
+    The compiled step is built once, so calling this every epoch does not retrace.
+    """
 
-    totals: dict[str, float] = {}
-    for i, (x, y) in enumerate(dist):
-        for k, v in step(x, y, tf.constant(i, tf.int64)).items():
-            totals[k] = totals.get(k, 0.0) + float(np.asarray(v))
-        if progress is not None:
-            progress.update(1)
-    return totals
+    def __init__(self, strategy: tf.distribute.Strategy, replica_fn: Callable):
+        self.strategy = strategy
+
+        @tf.function(reduce_retracing=True)
+        def step(x, y, i):
+            out = strategy.run(replica_fn, args=(x, y, i))
+            return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in out.items()}
+
+        self._step = step
+
+    def __call__(self, batches: tf.data.Dataset, *, progress=None) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for i, (x, y) in enumerate(self.strategy.experimental_distribute_dataset(batches)):
+            for k, v in self._step(x, y, tf.constant(i, tf.int64)).items():
+                totals[k] = totals.get(k, 0.0) + float(np.asarray(v))
+            if progress is not None:
+                progress.update(1)
+        return totals

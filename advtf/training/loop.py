@@ -22,7 +22,7 @@ import tensorflow as tf
 from advtf.attacks import Threat, fast_fgsm, pgd
 from advtf.data import DataSplits, make_batches
 from advtf.errors import UserError
-from advtf.evaluation import evaluate
+from advtf.evaluation import Evaluator
 from advtf.training.distributed import replica_seed
 from advtf.training.schedules import learning_rate, make_optimizer
 
@@ -194,6 +194,7 @@ def train(build_model: Callable[[], keras.Model], data: DataSplits, config: Trai
         return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in out.items()}
 
     val_threat = adversarial.threat if (adversarial and config.select_by == "robust") else None
+    validate = Evaluator(model, threat=val_threat, strategy=strategy, seed=config.seed, jit=config.jit)
     writer = tf.summary.create_file_writer(str(workdir / "logs"))
     best_path = workdir / "best.weights.h5"
     for epoch in range(int(epoch_var.numpy()), config.epochs):
@@ -217,8 +218,7 @@ def train(build_model: Callable[[], keras.Model], data: DataSplits, config: Trai
                "train_accuracy": totals["correct"] / max(totals["n"], 1),
                "val_clean_accuracy": None, "val_robust_accuracy": None}
         if data.validation is not None:
-            val = evaluate(model, make_batches(data.validation, global_batch, training=False),
-                           threat=val_threat, strategy=strategy, seed=config.seed)
+            val = validate(make_batches(data.validation, global_batch, training=False))
             row["val_clean_accuracy"] = val["clean_accuracy"]
             row["val_robust_accuracy"] = val.get("robust_accuracy")
         row["seconds"] = round(time.time() - start, 3)
