@@ -60,27 +60,9 @@ def load_dataset(
         UserError: Unknown name, missing or corrupt data, or impossible subset sizes.
     """
     full = _full_splits(name_or_dir, data_dir, image_size, download, depth=0)
-    name = full.info.name
-    result: dict[str, tf.data.Dataset | None] = {"validation": None}
-    sizes = {"train": 0, "validation": 0, "test": 0}
-    for split, subset in (("train", train_subset), ("test", test_subset)):
-        ds = full.splits[split]
-        if ds is None:
-            if subset is not None or (split == "train" and validation):
-                raise UserError(f"{name} has no {split} split to take a subset or validation from")
-            result[split] = None
-            continue
-        codes = subsets.subset_codes(
-            full.counts[split], subset, seed=seed, role=split, what=f"the {name} {split} split"
-        )
-        if split == "train":
-            n_val = subsets.validation_count(validation, int((codes == subsets.KEEP).sum()))
-            if n_val:
-                codes = subsets.carve_validation(codes, n_val, seed=seed)
-                result["validation"] = subsets.select(ds, codes, subsets.VALIDATION)
-                sizes["validation"] = n_val
-        result[split] = subsets.select(ds, codes, subsets.KEEP)
-        sizes[split] = int((codes == subsets.KEEP).sum())
+    train, validation_ds, sizes = _carve(full, "train", train_subset, validation, seed)
+    test, _, test_sizes = _carve(full, "test", test_subset, 0, seed)
+    sizes["test"] = test_sizes["test"]
     fingerprint = {
         **full.fingerprint,
         "image_shape": list(full.info.image_shape),
@@ -90,7 +72,28 @@ def load_dataset(
         "seed": seed,
         "sizes": sizes,
     }
-    return DataSplits(full.info, result["train"], result["validation"], result["test"], sizes, fingerprint)
+    return DataSplits(full.info, train, validation_ds, test, sizes, fingerprint)
+
+
+def _carve(
+    full: _Full, split: str, subset: int | None, validation: float | int, seed: int
+) -> tuple[tf.data.Dataset | None, tf.data.Dataset | None, dict[str, int]]:
+    """Applies the seeded subset (and, for train, the validation hold-out) to one split."""
+    ds, name = full.splits[split], full.info.name
+    sizes = {split: 0, "validation": 0}
+    if ds is None:
+        if subset is not None or validation:
+            raise UserError(f"{name} has no {split} split to take a subset or validation from")
+        return None, None, sizes
+    what = f"the {name} {split} split"
+    codes = subsets.subset_codes(full.counts[split], subset, seed=seed, role=split, what=what)
+    held_out = None
+    sizes["validation"] = subsets.validation_count(validation, int((codes == subsets.KEEP).sum()))
+    if sizes["validation"]:
+        codes = subsets.carve_validation(codes, sizes["validation"], seed=seed)
+        held_out = subsets.select(ds, codes, subsets.VALIDATION)
+    sizes[split] = int((codes == subsets.KEEP).sum())
+    return subsets.select(ds, codes, subsets.KEEP), held_out, sizes
 
 
 def _full_splits(
@@ -160,7 +163,7 @@ def _saved(path: Path, data_dir: str | None, image_size: int | None, download: b
         if tuple(src.info.image_shape) != tuple(info.image_shape):
             raise UserError(
                 f"source {source} of {path} has images {src.info.image_shape}, not "
-                f"{info.image_shape}; pass the --image-size the saved dataset was made with"
+                f"{info.image_shape}; the saved dataset no longer matches its source, re-create it"
             )
         for split in missing:
             splits[split], counts[split] = src.splits[split], src.counts[split]

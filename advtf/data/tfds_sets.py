@@ -55,7 +55,8 @@ def tfds_builder(name: str, tfds_name: str, data_dir: str | None, download: bool
     try:
         builder.download_and_prepare()
     except Exception as e:  # network, missing optional dependency, disk: all user-fixable here
-        raise UserError(f"{message} (download failed: {type(e).__name__}: {e})") from e
+        reason = " ".join(str(e).split())[:200]  # the CLI prints errors on one line
+        raise UserError(f"{message} (download failed: {type(e).__name__}: {reason})") from e
     return builder
 
 

@@ -46,13 +46,11 @@ def endpoints(model: keras.Model) -> dict[str, keras.KerasTensor]:
         Ordered dict: "m0".."mK", "representation", then aliases in graph order.
     """
     markers = _markers(model)
-    modules = sorted((i, n, l) for n, l in markers if (i := _module_index(n)) is not None)
+    modules = sorted((i, n, layer) for n, layer in markers if (i := _module_index(n)) is not None)
     if [i for i, _, _ in modules] != list(range(len(modules))):
         raise UserError(f"model {model.name!r} has inconsistent module markers; rebuild it")
     out = {name: layer.output for _, name, layer in modules}
-    out.update(
-        (name, layer.output) for name, layer in markers if name == "representation"
-    )
+    out.update((name, layer.output) for name, layer in markers if name == "representation")
     out.update(
         (name, layer.output)
         for name, layer in markers
@@ -136,7 +134,7 @@ def graph_cuts(model: keras.Model) -> list[keras.layers.Layer]:
     position = {id(layer): i for i, layer in enumerate(layers)}
     last_use = list(range(len(layers)))
     for i, layer in enumerate(layers):
-        for node in layer._inbound_nodes:
+        for node in layer._inbound_nodes:  # Keras 3 keeps no public consumer list
             for parent in node.parent_nodes:
                 p = position.get(id(parent.operation))
                 if p is not None:

@@ -71,10 +71,10 @@ class Builder:
         )
         return image, x
 
-    def conv(self, x, filters: int, kernel: int, name: str, *, strides: int = 1, scale=True):
-        """Conv2D with 'same' padding; `filters` is width-scaled unless scale=False."""
+    def conv(self, x, filters: int, kernel: int, name: str, *, strides: int = 1):
+        """Conv2D with 'same' padding and `filters` scaled by the width multiplier."""
         return layers.Conv2D(
-            self.ch(filters) if scale else filters,
+            self.ch(filters),
             kernel,
             strides=strides,
             padding="same",

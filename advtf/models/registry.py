@@ -95,9 +95,7 @@ def list_models(pattern: str = "*") -> list[ModelSpec]:
 def get_spec(name: str) -> ModelSpec:
     """The spec of a registered model; UserError listing the names if unknown."""
     if name not in _SPECS:
-        raise UserError(
-            f"unknown model {name!r}; available models: {', '.join(sorted(_SPECS))}"
-        )
+        raise UserError(f"unknown model {name!r}; available models: {', '.join(sorted(_SPECS))}")
     return _SPECS[name]
 
 

@@ -48,7 +48,9 @@ def load_model(path: str | Path) -> keras.Model:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as err:  # Keras raises many types for damaged archives
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot load model '{path}': corrupt or incompatible ({reason}); {_HINT}") from err
+        raise UserError(
+            f"cannot load model '{path}': corrupt or incompatible ({reason}); {_HINT}"
+        ) from err
 
 
 def input_fits(model: keras.Model, image_shape: Sequence[int]) -> None:

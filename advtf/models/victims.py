@@ -24,7 +24,8 @@ tensor) after preprocessing are grouped by octave of spatial resolution,
 round(log2(input area / area) / 2) (area: the smallest seen so far along the graph), and
 module k ends at the last cut (padding layers excluded) of the k-th octave present, so each
 down-sampling layer opens a module; a module without weights joins the next one.
-Preprocessing joins m0; the head (GAP + Dense) is the last module. Endpoint sizes therefore depend on the input size.
+Preprocessing joins m0; the head (GAP + Dense) is the last module. Endpoint sizes
+therefore depend on the input size.
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ def _preprocess(x, mode: str):
         return layers.Rescaling(2.0, offset=-1.0, name="preprocess")(x)
     if mode == "torch":
         variance = [s * s for s in _IMAGENET_STD]
-        return layers.Normalization(mean=list(_IMAGENET_MEAN), variance=variance, name="preprocess")(x)
+        return layers.Normalization(
+            mean=list(_IMAGENET_MEAN), variance=variance, name="preprocess"
+        )(x)
     x = ReverseChannels(name="to_bgr")(x)
     mean = [m / 255.0 for m in _CAFFE_BGR_MEAN]
     return layers.Normalization(mean=mean, variance=[1 / 255.0**2] * 3, name="preprocess")(x)
@@ -123,9 +126,13 @@ def build_application(
 ) -> keras.Model:
     """keras.applications body wrapped as described in the module docstring."""
     if not app.has_alpha and args.width != 1.0:
-        warnings.warn(f"{spec.name}: width={args.width} ignored (no width multiplier)")
+        warnings.warn(
+            f"{spec.name}: width={args.width} ignored (no width multiplier)", stacklevel=3
+        )
     if not advtf_norm and args.mean_std_given:
-        warnings.warn(f"{spec.name}: mean/std ignored (uses the application's preprocessing)")
+        warnings.warn(
+            f"{spec.name}: mean/std ignored (uses the application's preprocessing)", stacklevel=3
+        )
     if args.seed is not None:
         keras.utils.set_random_seed(args.seed)
     image = keras.Input(shape=args.input_shape, name="image")

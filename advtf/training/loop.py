@@ -117,6 +117,24 @@ def _train_step_fn(model, optimizer, adversarial: AdversarialConfig | None, conf
     return step
 
 
+def make_train_step(model, optimizer, adversarial: AdversarialConfig | None, config: TrainConfig,
+                    global_batch: int, strategy: tf.distribute.Strategy):
+    """The compiled distributed training step ``step(x, y, step_index) -> {loss, correct, n}``.
+
+    Sums over replicas; ``x, y`` come from ``strategy.experimental_distribute_dataset``.
+    Public so benchmarks time exactly what training runs.
+    """
+    replica_step = _train_step_fn(model, optimizer, adversarial, config, global_batch,
+                                  strategy.num_replicas_in_sync)
+
+    @tf.function(reduce_retracing=True)
+    def distributed_step(x, y, step_index):
+        out = strategy.run(replica_step, args=(x, y, step_index))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in out.items()}
+
+    return distributed_step
+
+
 @dataclasses.dataclass
 class TrainResult:
     model: keras.Model
@@ -185,13 +203,7 @@ def train(build_model: Callable[[], keras.Model], data: DataSplits, config: Trai
         checkpoint.restore(manager.latest_checkpoint).expect_partial()
     history = _read_history(workdir / "history.csv")[: int(epoch_var.numpy())]
 
-    replica_step = _train_step_fn(model, optimizer, adversarial, config, global_batch,
-                                  strategy.num_replicas_in_sync)
-
-    @tf.function(reduce_retracing=True)
-    def distributed_step(x, y, step_index):
-        out = strategy.run(replica_step, args=(x, y, step_index))
-        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in out.items()}
+    distributed_step = make_train_step(model, optimizer, adversarial, config, global_batch, strategy)
 
     val_threat = adversarial.threat if (adversarial and config.select_by == "robust") else None
     validate = Evaluator(model, threat=val_threat, strategy=strategy, seed=config.seed, jit=config.jit)

@@ -63,7 +63,8 @@ def test_bad_sizes_are_user_errors(indexed, kwargs, message):
 def test_select_and_codes_on_a_range():
     codes = carve_validation(subset_codes(100, 30, seed=0, role="train", what="x"), 5, seed=0)
     ds = tf.data.Dataset.range(100)
-    kept, val = list(select(ds, codes, KEEP).as_numpy_iterator()), list(select(ds, codes, VALIDATION).as_numpy_iterator())
+    kept = list(select(ds, codes, KEEP).as_numpy_iterator())
+    val = list(select(ds, codes, VALIDATION).as_numpy_iterator())
     assert (len(kept), len(val)) == (25, 5) and not set(kept) & set(val)
     np.testing.assert_array_equal(kept, np.flatnonzero(codes == KEEP))
     assert validation_count(0.1, 25) == 2 and validation_count(0, 25) == 0
@@ -74,9 +75,21 @@ def test_unknown_name_lists_registered_ones(indexed):
         load_dataset("nope")
     with pytest.raises(UserError, match="does not exist"):
         load_dataset("./no/such/dir")
-    assert {"name": "indexed", "description": "test data", "available": True, "where": "built in"} in list_datasets()
+    row = {"name": "indexed", "description": "test data", "available": True, "where": "built in"}
+    assert row in list_datasets()
 
 
 def test_plain_directory_is_not_a_dataset(tmp_path):
     with pytest.raises(UserError, match="not a saved dataset"):
         load_dataset(str(tmp_path))
+
+
+def test_select_handles_variable_shapes():
+    ds = tf.data.Dataset.from_generator(
+        lambda: (np.full((i + 1,), i, np.int32) for i in range(6)),
+        output_signature=tf.TensorSpec((None,), tf.int32),
+    )
+    codes = np.array([KEEP, 0, KEEP, 0, 0, KEEP], dtype=np.int8)
+    picked = select(ds, codes, KEEP)
+    assert [x.tolist() for x in picked.as_numpy_iterator()] == [[0], [2, 2, 2], [5] * 6]
+    assert int(picked.cardinality()) == 3

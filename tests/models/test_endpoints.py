@@ -24,7 +24,9 @@ def test_feature_extractor_returns_named_activations(tiny):
 
 
 def test_unknown_endpoint_lists_available(tiny):
-    with pytest.raises(UserError, match=r"unknown endpoint\(s\) 'layer9'.*available endpoints: m0, m1"):
+    with pytest.raises(
+        UserError, match=r"unknown endpoint\(s\) 'layer9'.*available endpoints: m0, m1"
+    ):
         feature_extractor(tiny, ["layer1", "layer9"])
     with pytest.raises(UserError, match="none given"):
         feature_extractor(tiny, [])

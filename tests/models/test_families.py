@@ -14,16 +14,60 @@ def _shapes(model):
 @pytest.mark.parametrize(
     "name, size, width, expected",
     [
-        ("resnet20v2", 16, 0.25, {"m0": (16, 16, 4), "m1": (16, 16, 16), "m2": (8, 8, 32),
-                                  "m3": (4, 4, 64), "m4": (5,), "representation": (64,)}),
-        ("resnet56v2", 8, 0.125, {"m0": (8, 8, 2), "m1": (8, 8, 8), "m2": (4, 4, 16),
-                                  "m3": (2, 2, 32), "m4": (5,), "representation": (32,)}),
-        ("vgg11_bn", 32, 0.0625, {"m0": (32, 32, 4), "m1": (16, 16, 8), "m2": (8, 8, 16),
-                                  "m3": (4, 4, 32), "m4": (2, 2, 32), "m5": (5,),
-                                  "representation": (32,)}),
-        ("vgg16_bn", 32, 0.0625, {"m0": (32, 32, 4), "m1": (16, 16, 8), "m2": (8, 8, 16),
-                                  "m3": (4, 4, 32), "m4": (2, 2, 32), "m5": (5,),
-                                  "representation": (32,)}),
+        (
+            "resnet20v2",
+            16,
+            0.25,
+            {
+                "m0": (16, 16, 4),
+                "m1": (16, 16, 16),
+                "m2": (8, 8, 32),
+                "m3": (4, 4, 64),
+                "m4": (5,),
+                "representation": (64,),
+            },
+        ),
+        (
+            "resnet56v2",
+            8,
+            0.125,
+            {
+                "m0": (8, 8, 2),
+                "m1": (8, 8, 8),
+                "m2": (4, 4, 16),
+                "m3": (2, 2, 32),
+                "m4": (5,),
+                "representation": (32,),
+            },
+        ),
+        (
+            "vgg11_bn",
+            32,
+            0.0625,
+            {
+                "m0": (32, 32, 4),
+                "m1": (16, 16, 8),
+                "m2": (8, 8, 16),
+                "m3": (4, 4, 32),
+                "m4": (2, 2, 32),
+                "m5": (5,),
+                "representation": (32,),
+            },
+        ),
+        (
+            "vgg16_bn",
+            32,
+            0.0625,
+            {
+                "m0": (32, 32, 4),
+                "m1": (16, 16, 8),
+                "m2": (8, 8, 16),
+                "m3": (4, 4, 32),
+                "m4": (2, 2, 32),
+                "m5": (5,),
+                "representation": (32,),
+            },
+        ),
     ],
 )
 def test_endpoints_order_and_shapes(name, size, width, expected):
@@ -35,10 +79,27 @@ def test_endpoints_order_and_shapes(name, size, width, expected):
 def test_resnet18_aliases_cifar_stem():
     model = create_model("resnet18", input_shape=(32, 32, 3), num_classes=10, width=0.125)
     shapes = _shapes(model)
-    assert list(shapes) == ["m0", "m1", "m2", "m3", "m4", "m5", "representation",
-                            "conv1", "layer0", "layer1", "layer2", "layer3", "layer4"]
+    assert list(shapes) == [
+        "m0",
+        "m1",
+        "m2",
+        "m3",
+        "m4",
+        "m5",
+        "representation",
+        "conv1",
+        "layer0",
+        "layer1",
+        "layer2",
+        "layer3",
+        "layer4",
+    ]
     assert shapes["conv1"] == shapes["layer0"] == shapes["layer1"] == (32, 32, 8)
-    assert (shapes["layer2"], shapes["layer3"], shapes["layer4"]) == ((16, 16, 16), (8, 8, 32), (4, 4, 64))
+    assert (shapes["layer2"], shapes["layer3"], shapes["layer4"]) == (
+        (16, 16, 16),
+        (8, 8, 32),
+        (4, 4, 64),
+    )
     assert shapes["m5"] == (10,) and shapes["representation"] == (64,)
     # conv1 is the raw conv output (before BN), layer0 after BN + ReLU
     assert model.get_layer("ep_conv1").input._keras_history[0].name == "conv1"
@@ -79,16 +140,22 @@ def test_logits_and_module_partition(name):
     assert weighted == {n for n in seen if model.get_layer(n).trainable_weights}
     assert [layer.name for layer in modules[-1]][-1] == "logits"
     assert modules[0][0].name == "normalize"
-    np.testing.assert_allclose(feature_extractor(model, "m" + str(len(modules) - 1))(x)[
-        "m" + str(len(modules) - 1)], logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        feature_extractor(model, "m" + str(len(modules) - 1))(x)["m" + str(len(modules) - 1)],
+        logits,
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def test_normalisation_is_the_first_layer():
     mean, std = [0.4, 0.5, 0.6], [0.2, 0.25, 0.3]
-    model = create_model("resnet20v2", input_shape=(8, 8, 3), num_classes=3, width=0.25,
-                         mean=mean, std=std, seed=2)
-    plain = create_model("resnet20v2", input_shape=(8, 8, 3), num_classes=3, width=0.25,
-                         mean=0.0, std=1.0)
+    model = create_model(
+        "resnet20v2", input_shape=(8, 8, 3), num_classes=3, width=0.25, mean=mean, std=std, seed=2
+    )
+    plain = create_model(
+        "resnet20v2", input_shape=(8, 8, 3), num_classes=3, width=0.25, mean=0.0, std=1.0
+    )
     plain.set_weights(model.get_weights())
     assert model.layers[1].name == "normalize"
     assert isinstance(model.layers[1], keras.layers.Normalization)
@@ -127,3 +194,21 @@ def test_parameter_counts_at_width_1(name, trainable, keras_total):
 def test_resnet50_parameter_count():
     model = create_model("resnet50", input_shape=(32, 32, 3), num_classes=10)
     assert count_params(model) == 23_520_842  # torchvision resnet50 with a 3×3 CIFAR stem
+
+
+@pytest.mark.parametrize("name, width", [("resnet18", 0.0625), ("mobilenet_v2", 0.35)])
+def test_builds_and_runs_under_mirrored_strategy(name, width):
+    import tensorflow as tf
+
+    devices = tf.config.list_logical_devices("CPU")
+    if len(devices) < 2:
+        pytest.skip("needs two logical CPU devices (tests/conftest.py)")
+    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+    with strategy.scope():
+        model = create_model(name, input_shape=(32, 32, 3), num_classes=4, width=width, seed=0)
+    x = tf.random.uniform((4, 32, 32, 3))
+    dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(x))
+    logits = strategy.run(lambda batch: model(batch, training=False), args=(next(iter(dataset)),))
+    merged = tf.concat(strategy.experimental_local_results(logits), axis=0)
+    assert merged.shape == (4, 4)
+    np.testing.assert_allclose(merged, model(x, training=False), rtol=1e-4, atol=1e-4)

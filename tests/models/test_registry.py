@@ -7,8 +7,19 @@ from advtf.errors import UserError
 from advtf.models import ModelSpec, create_model, list_models, register_model, registry
 
 ALL = {
-    "resnet20v2", "resnet56v2", "resnet18", "resnet50", "resnet50v2", "vgg11_bn", "vgg16_bn",
-    "densenet121", "inception_v3", "mobilenet_v2", "vgg16", "resnet50_v2", "xception",
+    "resnet20v2",
+    "resnet56v2",
+    "resnet18",
+    "resnet50",
+    "resnet50v2",
+    "vgg11_bn",
+    "vgg16_bn",
+    "densenet121",
+    "inception_v3",
+    "mobilenet_v2",
+    "vgg16",
+    "resnet50_v2",
+    "xception",
 }
 
 
@@ -16,11 +27,19 @@ def test_list_models_has_every_family_and_filters():
     names = {spec.name for spec in list_models()}
     assert ALL <= names
     assert [s.name for s in list_models("resnet*v2")] == [
-        "resnet20v2", "resnet50_v2", "resnet50v2", "resnet56v2"]
+        "resnet20v2",
+        "resnet50_v2",
+        "resnet50v2",
+        "resnet56v2",
+    ]
     assert list_models("nothing*") == []
     spec = list_models("inception_v3")[0]
     assert isinstance(spec, ModelSpec)
-    assert (spec.family, spec.min_input_size, spec.default_input_shape) == ("victim", 75, (224, 224, 3))
+    assert (spec.family, spec.min_input_size, spec.default_input_shape) == (
+        "victim",
+        75,
+        (224, 224, 3),
+    )
     assert list_models("resnet18")[0].min_input_size == 8
     assert list_models("vgg11_bn")[0].min_input_size == 32
 
@@ -69,7 +88,9 @@ def test_register_model_decorator(monkeypatch):
 
     @register_model("tiny_test", family="test", description="d", default_input_shape=(8, 8, 1))
     def tiny(args, spec):
-        return create_model("resnet20v2", input_shape=args.input_shape, num_classes=args.num_classes, width=0.1)
+        return create_model(
+            "resnet20v2", input_shape=args.input_shape, num_classes=args.num_classes, width=0.1
+        )
 
     assert list_models("tiny_*")[0] == ModelSpec("tiny_test", "test", "d", (8, 8, 1), 8, "")
     assert create_model("tiny_test", input_shape=(8, 8, 1), num_classes=2).output_shape == (None, 2)

@@ -7,7 +7,13 @@ import pytest
 
 from advtf.errors import UserError
 from advtf.models import (
-    create_model, endpoints, feature_extractor, input_fits, load_model, module_layers, save_model,
+    create_model,
+    endpoints,
+    feature_extractor,
+    input_fits,
+    load_model,
+    module_layers,
+    save_model,
 )
 
 CASES = [
@@ -21,8 +27,14 @@ CASES = [
 
 @pytest.mark.parametrize("name, shape, width", CASES)
 def test_round_trip_is_identical(tmp_path, name, shape, width):
-    model = create_model(name, input_shape=shape, num_classes=3, width=width, seed=4,
-                         mean=[0.3] * shape[2] if name != "mobilenet_v2" else None)
+    model = create_model(
+        name,
+        input_shape=shape,
+        num_classes=3,
+        width=width,
+        seed=4,
+        mean=[0.3] * shape[2] if name != "mobilenet_v2" else None,
+    )
     path = save_model(model, tmp_path / "sub" / "model.keras")
     loaded = load_model(path)
     x = np.random.default_rng(4).random((2, *shape), dtype=np.float32)
@@ -33,18 +45,22 @@ def test_round_trip_is_identical(tmp_path, name, shape, width):
     before, after = feature_extractor(model, names)(x), feature_extractor(loaded, names)(x)
     for key in names:
         np.testing.assert_array_equal(before[key], after[key])
-    assert [[l.name for l in m] for m in module_layers(loaded)] == [
-        [l.name for l in m] for m in module_layers(model)
+    assert [[layer.name for layer in m] for m in module_layers(loaded)] == [
+        [layer.name for layer in m] for m in module_layers(model)
     ]
     assert load_model(tmp_path / "sub").name == name  # a run directory holding model.keras
 
 
 def test_load_errors(tmp_path):
-    with pytest.raises(UserError, match=r"cannot load model '.*missing.keras': no such file; pass a \.keras"):
+    with pytest.raises(
+        UserError, match=r"cannot load model '.*missing.keras': no such file; pass a \.keras"
+    ):
         load_model(tmp_path / "missing.keras")
     garbage = tmp_path / "garbage.keras"
     garbage.write_bytes(b"\x00not a zip at all" * 10)
-    with pytest.raises(UserError, match="not a .keras zip archive; pass a .keras file written by `advtf train`"):
+    with pytest.raises(
+        UserError, match="not a .keras zip archive; pass a .keras file written by `advtf train`"
+    ):
         load_model(garbage)
     empty_zip = tmp_path / "empty.keras"
     with zipfile.ZipFile(empty_zip, "w") as archive:

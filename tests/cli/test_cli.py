@@ -1,0 +1,147 @@
+"""The CLI end to end through CliRunner: help, a tiny train/evaluate, and every bad input."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from advtf.cli.main import COMMANDS, advtf
+
+TINY = ["--dataset", "digits", "--model", "test_cnn", "--train-subset", "200", "--test-subset", "60",
+        "--batch-size", "50", "--optimizer", "adam", "--lr", "0.01", "--weight-decay", "0", "--quiet"]
+
+
+def run(*args):
+    return CliRunner().invoke(advtf, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_has_help_with_an_example(command):
+    result = run(command, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Example" in result.output
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "std"
+    result = run("train", *TINY, "--epochs", "2", "--eval-steps", "2", "--eps", "0.5", "--out", out)
+    assert result.exit_code == 0, result.output + result.stderr
+    return out
+
+
+def test_train_writes_a_complete_run_directory(trained):
+    results = json.loads((trained / "results.json").read_text())
+    for key in ("clean_accuracy", "robust_accuracy", "epochs", "wall_seconds"):
+        assert key in results
+    assert results["epochs"] == 2 and 0 <= results["robust_accuracy"] <= results["clean_accuracy"] <= 1
+    manifest = json.loads((trained / "manifest.json").read_text())
+    assert manifest["outputs"]["model.keras"] and manifest["inputs"]["dataset"]["name"] == "digits"
+    for name in ("model.keras", "history.csv", "training.png"):
+        assert (trained / name).exists()
+    assert not trained.with_name("std.partial").exists()
+
+
+def test_evaluate_a_trained_model(trained, tmp_path):
+    out = tmp_path / "eval"
+    result = run("evaluate", trained, "--dataset", "digits", "--test-subset", "60", "--eps", "8/255",
+                 "--norm", "linf", "--steps", "3", "--restarts", "2", "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output + result.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["n"] == 60 and results["threat"]["eps"] == pytest.approx(8 / 255)
+    assert "robust accuracy" in result.output
+    assert (out / "results.csv").exists() and (out / "results.md").exists()
+
+
+def test_resume_continues_an_interrupted_run(tmp_path):
+    from advtf.inputs import DataRequest
+    from advtf.models import create_model
+    from advtf.training.loop import TrainConfig, train
+
+    out = tmp_path / "run"
+    data = DataRequest("digits", train_subset=200, test_subset=60).load()
+    config = TrainConfig(epochs=1, batch_size=50, optimizer="adam", lr=0.01, weight_decay=0, augment=False)
+    train(lambda: create_model("test_cnn", input_shape=(16, 16, 1), num_classes=10, seed=0), data, config,
+          workdir=tmp_path / "run.partial")  # what an interrupted `advtf train` leaves behind
+    result = run("train", *TINY, "--epochs", "2", "--eval-steps", "1", "--resume", "--out", out)
+    assert result.exit_code == 0, result.output + result.stderr
+    assert len((out / "history.csv").read_text().strip().splitlines()) == 3
+
+
+def user_error(result, *, words):
+    assert result.exit_code == 2, (result.exit_code, result.output, result.stderr)
+    assert "Traceback" not in result.output + result.stderr
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1, message
+    assert words.lower() in message.lower(), message
+    return message
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--dataset", "nope"], "unknown dataset"),
+    (["--model", "nope"], "unknown model"),
+])
+def test_unknown_names(args, words, tmp_path):
+    out = tmp_path / "out"
+    user_error(run("train", *TINY, *args, "--out", out), words=words)
+    assert not out.exists() and not out.with_name("out.partial").exists()
+
+
+def test_bad_model_files(tmp_path):
+    out = tmp_path / "out"
+    user_error(run("evaluate", tmp_path / "missing.keras", "--dataset", "digits", "--out", out), words="missing.keras")
+    garbage = tmp_path / "garbage.keras"
+    garbage.write_bytes(b"not a keras file")
+    user_error(run("evaluate", garbage, "--dataset", "digits", "--out", out), words="garbage.keras")
+    assert not out.exists() and not out.with_name("out.partial").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--eps", "0"], "eps must be > 0"),
+    (["--eps", "-1"], "eps must be > 0"),
+    (["--steps", "0"], "steps must be >= 1"),
+])
+def test_bad_budgets(trained, tmp_path, args, words):
+    out = tmp_path / "out"
+    user_error(run("evaluate", trained, "--dataset", "digits", *args, "--out", out), words=words)
+    assert not out.exists()
+
+
+def test_model_that_does_not_fit_the_dataset(trained, tmp_path):
+    out = tmp_path / "out"
+    user_error(run("evaluate", trained, "--dataset", "fashion_mnist", "--test-subset", "10", "--out", out),
+               words="28")
+    assert not out.exists()
+
+
+def test_existing_and_unwritable_out(trained, tmp_path):
+    user_error(run("evaluate", trained, "--dataset", "digits", "--out", trained), words="--overwrite")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    user_error(run("evaluate", trained, "--dataset", "digits", "--out", blocker / "sub"), words="--out")
+    user_error(run("train", *TINY, "--resume", "--out", trained), words="already complete")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = CliRunner().invoke(advtf, ["--debug", "train", *TINY, "--dataset", "nope", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "Traceback" in result.stderr
+
+
+def test_main_accepts_debug_after_the_subcommand(monkeypatch, capsys):
+    from advtf.cli import main as main_module
+
+    with pytest.raises(SystemExit) as exit_info:
+        main_module.main(["datasets", "--debug", "--json"])
+    assert exit_info.value.code == 0
+    assert json.loads(capsys.readouterr().out)[0]["name"]
+
+
+def test_listing_commands():
+    result = run("datasets", "--json")
+    names = {row["name"] for row in json.loads(result.output)}
+    assert {"fashion_mnist", "cifar10", "imagenet9", "imagenette", "digits", "mnist"} <= names
+    result = run("models", "resnet20v2", "--json")
+    assert json.loads(result.output)[0]["params_10_classes"] == 570602
+    result = run("env")
+    assert "tensorflow" in result.output and "strategy auto" in result.output
