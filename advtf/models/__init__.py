@@ -5,7 +5,7 @@ layer and returns logits; endpoints (`m0`..`mK`, `representation`, aliases) are 
 the graph by `ep_<name>` Identity layers. Importing this package registers all families.
 """
 
-from advtf.models import resnet, resnet_v2, vgg, victims  # noqa: F401  (register families)
+from advtf.models import resnet, resnet_v2, tiny, vgg, victims  # noqa: F401  (register families)
 from advtf.models.endpoints import count_params, endpoints, feature_extractor, module_layers
 from advtf.models.layers import ReverseChannels
 from advtf.models.registry import ModelSpec, create_model, list_models, register_model

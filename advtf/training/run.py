@@ -6,7 +6,6 @@ import dataclasses
 import time
 from pathlib import Path
 
-from advtf.errors import UserError
 from advtf.inputs import DataRequest
 from advtf.runs import write_json
 from advtf.training.loop import AdversarialConfig, TrainConfig, train
@@ -48,8 +47,7 @@ def run_training(job: TrainJob, workdir: Path, *, progress=None) -> dict:
     start = time.time()
     strategy = make_strategy(job.strategy)
     data = job.data.load()
-    if data.train is None or not data.sizes.get("train"):
-        raise UserError(f"dataset {job.data.dataset!r} has no training split; pass a dataset with one")
+    data.require("train")
     info = data.info
     config = job.config
     if config.augment is None:

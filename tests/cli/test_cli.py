@@ -36,7 +36,7 @@ def test_train_writes_a_complete_run_directory(trained):
         assert key in results
     assert results["epochs"] == 2 and 0 <= results["robust_accuracy"] <= results["clean_accuracy"] <= 1
     manifest = json.loads((trained / "manifest.json").read_text())
-    assert manifest["outputs"]["model.keras"] and manifest["inputs"]["dataset"]["name"] == "digits"
+    assert manifest["outputs"]["model.keras"] and manifest["inputs"]["dataset"]["dataset"] == "digits"
     for name in ("model.keras", "history.csv", "training.png"):
         assert (trained / name).exists()
     assert not trained.with_name("std.partial").exists()
