@@ -107,9 +107,12 @@ def _import_tensorflow_quietly() -> None:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+    import logging
+
     import absl.logging
 
     absl.logging.set_verbosity(absl.logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. retracing notes when sweeping eps
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from pathlib import Path
 
@@ -85,6 +86,9 @@ def run_training(job: TrainJob, workdir: Path, *, progress=None) -> dict:
         "attack": "pgd",
     }
     result.model.save(workdir / "model.keras")
+    # Resume state is not an output: a finished run keeps its model, not its checkpoints.
+    shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
+    (workdir / "best.weights.h5").unlink(missing_ok=True)
     write_json(workdir / "results.json", {k: v for k, v in results.items() if k != "dataset_fingerprint"})
     training_curves(result.history, workdir / "training.png",
                     title=f"{job.model.name} on {info.name}" + (" (adversarial)" if job.adversarial else ""))

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every benchmark in RESULTS.md, one after another (never in parallel: they share 2 cores).
+# Usage: benchmarks/run_all.sh [python]   (default: python on PATH); logs and JSON go to benchmarks/results/
+set -euo pipefail
+PY=${1:-python}
+cd "$(dirname "$0")/.."
+OUT=benchmarks/results
+mkdir -p "$OUT"
+FMNIST=(--model resnet20v2 --width 0.5 --batch 128 --image 28x28x1 --eps 1.0)
+CIFAR=(--model resnet20v2 --width 1.0 --batch 128 --image 32x32x3 --eps 0.5)
+run() {  # run NAME ARGS...: table to NAME.txt, progress to NAME.log
+  local name=$1; shift
+  echo "== $name: $*" >&2
+  "$PY" "$@" --json "$OUT/$name.json" > "$OUT/$name.txt" 2> >(grep -v '^[IWE]0000\|^WARNING: All log\|^To enable' > "$OUT/$name.log")
+  cat "$OUT/$name.txt"
+}
+# 1. Fashion-MNIST-sized (the quickstart's robust model), all components
+run fmnist_k7 benchmarks/bench_train_step.py "${FMNIST[@]}" --steps-k 7 --repeats 20 --warmup 2 --components
+# 2. CIFAR-sized ResNet20v2 at full width, the core + the what-if fix
+run cifar_k7 benchmarks/bench_train_step.py "${CIFAR[@]}" --steps-k 7 --repeats 10 --warmup 2 --components \
+  --only train_std,grad,train_adv,attack,fwd,attack_fix,train_adv_fix
+# 3. k = 10 on the small model, core + fix
+run fmnist_k10 benchmarks/bench_train_step.py "${FMNIST[@]}" --steps-k 10 --repeats 12 --warmup 2 --components \
+  --only train_std,grad,train_adv,attack,fwd,attack_fix,train_adv_fix
+# 4. XLA vs default (attack alone and the whole adversarial step), small model
+run fmnist_k7_xla benchmarks/bench_train_step.py "${FMNIST[@]}" --steps-k 7 --repeats 6 --warmup 2 --xla --xla-train \
+  --only train_std,grad,train_adv,attack,attack_xla,train_adv_xla
+# 5. XLA vs default, attack alone, CIFAR-sized model
+run cifar_k7_xla benchmarks/bench_train_step.py "${CIFAR[@]}" --steps-k 7 --repeats 4 --warmup 1 --xla \
+  --only grad,attack,attack_xla
+# 6. Kernel counts (what actually executes), both models
+run ops_fmnist_k7 benchmarks/count_ops.py "${FMNIST[@]}" --steps-k 7 --components
+run ops_cifar_k7 benchmarks/count_ops.py "${CIFAR[@]}" --steps-k 7 --components \
+  --only train_std,grad,train_adv,attack,fwd,attack_fix,train_adv_fix
