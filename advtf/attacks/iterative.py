@@ -60,8 +60,17 @@ def _pgd_restarts(model, x, label, eps, alpha, steps, restarts, seed, norm, targ
     return best
 
 
+def _pgd_single(model, x, label, eps, alpha, steps, restarts, seed, norm, targeted, random_init):
+    """One run: no restart selection, so no extra forward pass (same examples as restart 0)."""
+    del restarts
+    run_seed = tf.random.experimental.stateless_fold_in(seed, 0)
+    return _pgd_once(model, x, label, eps, alpha, steps, run_seed, norm, targeted, random_init)
+
+
 _compiled = tf.function(_pgd_restarts, reduce_retracing=True)
 _compiled_xla = tf.function(_pgd_restarts, reduce_retracing=True, jit_compile=True)
+_single = tf.function(_pgd_single, reduce_retracing=True)
+_single_xla = tf.function(_pgd_single, reduce_retracing=True, jit_compile=True)
 
 
 def pgd(model, x, y, threat: Threat, *, targeted: bool = False, target=None, seed=None, jit: bool = False):
@@ -86,7 +95,10 @@ def pgd(model, x, y, threat: Threat, *, targeted: bool = False, target=None, see
         raise ValueError("a targeted attack needs target labels")
     if seed is None:
         seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int64)
-    fn = _compiled_xla if jit else _compiled
+    if int(threat.restarts) == 1:
+        fn = _single_xla if jit else _single
+    else:
+        fn = _compiled_xla if jit else _compiled
     return fn(
         model, x, label,
         tf.constant(threat.eps, tf.float32), tf.constant(threat.alpha, tf.float32),

@@ -121,7 +121,7 @@ def test_pgd_does_not_retrace_when_eps_or_steps_change():
     model = linear_model((4, 4, 1), 3)
     x = tf.random.uniform((2, 4, 4, 1))
     y = tf.constant([0, 1])
-    pgd(model, x, y, Threat(norm="linf", eps=0.1, steps=2))
+    pgd(model, x, y, Threat(norm="linf", eps=0.1, steps=2, restarts=2))
     before = iterative._compiled.experimental_get_tracing_count()
     pgd(model, x, y, Threat(norm="linf", eps=0.3, steps=5, step_size=0.01, restarts=2))
     assert iterative._compiled.experimental_get_tracing_count() == before
