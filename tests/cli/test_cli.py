@@ -68,7 +68,7 @@ def test_resume_continues_an_interrupted_run(tmp_path):
     assert len((out / "history.csv").read_text().strip().splitlines()) == 3
 
 
-def user_error(result, *, words):
+def assert_user_error(result, *, words):
     assert result.exit_code == 2, (result.exit_code, result.output, result.stderr)
     assert "Traceback" not in result.output + result.stderr
     message = result.stderr.strip()
@@ -83,16 +83,16 @@ def user_error(result, *, words):
 ])
 def test_unknown_names(args, words, tmp_path):
     out = tmp_path / "out"
-    user_error(run("train", *TINY, *args, "--out", out), words=words)
+    assert_user_error(run("train", *TINY, *args, "--out", out), words=words)
     assert not out.exists() and not out.with_name("out.partial").exists()
 
 
 def test_bad_model_files(tmp_path):
     out = tmp_path / "out"
-    user_error(run("evaluate", tmp_path / "missing.keras", "--dataset", "digits", "--out", out), words="missing.keras")
+    assert_user_error(run("evaluate", tmp_path / "missing.keras", "--dataset", "digits", "--out", out), words="missing.keras")
     garbage = tmp_path / "garbage.keras"
     garbage.write_bytes(b"not a keras file")
-    user_error(run("evaluate", garbage, "--dataset", "digits", "--out", out), words="garbage.keras")
+    assert_user_error(run("evaluate", garbage, "--dataset", "digits", "--out", out), words="garbage.keras")
     assert not out.exists() and not out.with_name("out.partial").exists()
 
 
@@ -103,23 +103,23 @@ def test_bad_model_files(tmp_path):
 ])
 def test_bad_budgets(trained, tmp_path, args, words):
     out = tmp_path / "out"
-    user_error(run("evaluate", trained, "--dataset", "digits", *args, "--out", out), words=words)
+    assert_user_error(run("evaluate", trained, "--dataset", "digits", *args, "--out", out), words=words)
     assert not out.exists()
 
 
 def test_model_that_does_not_fit_the_dataset(trained, tmp_path):
     out = tmp_path / "out"
-    user_error(run("evaluate", trained, "--dataset", "fashion_mnist", "--test-subset", "10", "--out", out),
+    assert_user_error(run("evaluate", trained, "--dataset", "fashion_mnist", "--test-subset", "10", "--out", out),
                words="28")
     assert not out.exists()
 
 
 def test_existing_and_unwritable_out(trained, tmp_path):
-    user_error(run("evaluate", trained, "--dataset", "digits", "--out", trained), words="--overwrite")
+    assert_user_error(run("evaluate", trained, "--dataset", "digits", "--out", trained), words="--overwrite")
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    user_error(run("evaluate", trained, "--dataset", "digits", "--out", blocker / "sub"), words="--out")
-    user_error(run("train", *TINY, "--resume", "--out", trained), words="already complete")
+    assert_user_error(run("evaluate", trained, "--dataset", "digits", "--out", blocker / "sub"), words="--out")
+    assert_user_error(run("train", *TINY, "--resume", "--out", trained), words="already complete")
 
 
 def test_debug_shows_the_traceback(tmp_path):
