@@ -70,7 +70,7 @@ def _json_default(obj):
 
 def markdown_table(rows: list[dict], columns: list[str] | None = None, *, digits: int = 4) -> str:
     """A GitHub-flavoured Markdown table of ``rows``."""
-    columns = columns or list(rows[0]) if rows else []
+    columns = columns or (list(rows[0]) if rows else [])
 
     def fmt(v):
         return f"{v:.{digits}f}" if isinstance(v, float) else str(v)

@@ -34,9 +34,7 @@ def evaluate(**kw):
     options = dict(kw)
     data = data_request(kw)
     threat = make_threat(kw)
-    run = RunDir(kw["out"], overwrite=kw["overwrite"], options=options)
-    run.check()  # refuse a bad --out before the (slow) model load
-    with run:
+    with RunDir(kw["out"], overwrite=kw["overwrite"], options=options) as run:  # checks --out first
         results = run_evaluation(kw["model_path"], data, threat, run, attack=kw["attack"],
                                  batch_size=kw["batch_size"], strategy=kw["strategy"], jit=kw["xla"],
                                  progress=progress_factory(kw["quiet"]))

@@ -7,6 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
+from advtf.attacks import Threat
 from advtf.inputs import DataRequest
 from advtf.runs import write_json
 from advtf.training.loop import AdversarialConfig, TrainConfig, train
@@ -30,7 +31,7 @@ class TrainJob:
     model: ModelRequest
     config: TrainConfig
     adversarial: AdversarialConfig | None
-    eval_threat: object  # advtf.attacks.Threat used for the final robust accuracy
+    eval_threat: Threat  # used for the final robust accuracy on the test split
     strategy: str = "auto"
 
 
