@@ -1,20 +1,16 @@
-"""Attacks: pure, compiled functions ``attack(model, x, y, threat, *, targeted, target) -> x_adv``."""
+"""Attacks: pure, compiled functions ``attack(model, x, y, threat, *, targeted, target) -> x_adv``.
+
+Every registered attack returns images inside ``threat``'s ball and [0, 1]; the registry
+(:data:`ATTACKS`) holds the names the CLI's ``--attack`` accepts.
+"""
 
 from __future__ import annotations
 
-from advtf.attacks.iterative import fast_fgsm, fgsm, pgd
-from advtf.attacks.threat import NORMS, Threat, parse_number, per_example_norm
-from advtf.errors import UserError
+# Importing a family registers its attacks.
+from advtf.attacks import apgd, cw, ead, structured  # noqa: F401
+from advtf.attacks.iterative import fast_fgsm, fgsm, ifgsm, pgd
+from advtf.attacks.registry import ATTACKS, AttackSpec, attack_spec, check_attack, coerce_options, get_attack
+from advtf.attacks.threat import NORMS, Threat, clip_to_threat, parse_number, per_example_norm
 
-ATTACKS = {"pgd": pgd, "fgsm": fgsm}
-
-
-def get_attack(name: str):
-    """The attack function registered as ``name``."""
-    try:
-        return ATTACKS[name]
-    except KeyError:
-        raise UserError(f"unknown attack {name!r}; choose one of: {', '.join(ATTACKS)}") from None
-
-
-__all__ = ["ATTACKS", "NORMS", "Threat", "fast_fgsm", "fgsm", "get_attack", "parse_number", "per_example_norm", "pgd"]
+__all__ = ["ATTACKS", "AttackSpec", "NORMS", "Threat", "attack_spec", "check_attack", "clip_to_threat",
+           "coerce_options", "fast_fgsm", "fgsm", "get_attack", "ifgsm", "parse_number", "per_example_norm", "pgd"]

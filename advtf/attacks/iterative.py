@@ -1,58 +1,71 @@
-"""Projected gradient descent (Madry et al. 2018) and FGSM (Goodfellow et al. 2015).
+"""Gradient-sign / projected-gradient attacks: FGSM, I-FGSM, PGD (and the "fast" training FGSM).
 
-One compiled loop serves training, evaluation and analyses: eps, step size, steps and
-restarts are tensors, so sweeping them never retraces.
+FGSM (Goodfellow et al. 2015), I-FGSM (Kurakin et al. 2017) and PGD (Madry et al. 2018) are one
+compiled loop with different defaults, the loop that training, evaluation and analyses share.
+eps, step size, steps and restarts are tensors, so sweeping them never retraces.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import tensorflow as tf
 
 from advtf.attacks import threat as threats
+from advtf.attacks.losses import cross_entropy, succeeded
+from advtf.attacks.registry import register_attack
 from advtf.attacks.threat import Threat
+from advtf.errors import UserError
+
+SCHEDULES = ("constant", "cosine", "linear")
 
 
 def _objective(model, x, label, targeted: bool):
     """Per-example loss the attack ascends, and the logits it saw."""
     logits = model(x, training=False)
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=label, logits=logits)
+    ce = cross_entropy(logits, label)
     return (-ce if targeted else ce), logits
 
 
-def _succeeded(logits, label, targeted: bool):
-    pred = tf.argmax(logits, axis=-1, output_type=tf.int32)
-    return tf.equal(pred, label) if targeted else tf.not_equal(pred, label)
+def _step_scale(i, steps, schedule: str):
+    """Multiplier of the step size at step ``i`` of ``steps``."""
+    if schedule == "constant":
+        return tf.constant(1.0)
+    t = tf.cast(i, tf.float32) / tf.cast(steps, tf.float32)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + tf.cos(math.pi * t))
+    return 1.0 - t  # linear: 1 at the first step, 1/steps at the last
 
 
-def _pgd_once(model, x, label, eps, alpha, steps, seed, norm, targeted, random_init):
+def _pgd_once(model, x, label, eps, alpha, steps, seed, norm, targeted, random_init, schedule):
     """One PGD run from one start point."""
     if random_init:
         x_adv = tf.clip_by_value(x + threats.random_start(tf.shape(x), eps, norm, seed), 0.0, 1.0)
     else:
         x_adv = tf.identity(x)
-    for _ in tf.range(steps):
+    for i in tf.range(steps):
         with tf.GradientTape() as tape:
             tape.watch(x_adv)
             loss, _ = _objective(model, x_adv, label, targeted)
             total = tf.reduce_sum(loss)
         grad = tape.gradient(total, x_adv)
-        delta = threats.project(x_adv - x + alpha * threats.ascent_direction(grad, norm), eps, norm)
+        step = alpha * _step_scale(i, steps, schedule)
+        delta = threats.project(x_adv - x + step * threats.ascent_direction(grad, norm), eps, norm)
         x_adv = tf.clip_by_value(x + delta, 0.0, 1.0)
     return x_adv
 
 
-def _pgd_restarts(model, x, label, eps, alpha, steps, restarts, seed, norm, targeted, random_init):
+def _pgd_restarts(model, x, label, eps, alpha, steps, restarts, seed, norm, targeted, random_init, schedule):
     """Runs ``restarts`` PGD runs; keeps per example a successful one, else the highest loss."""
     best = tf.identity(x)
     best_loss = tf.fill(tf.shape(label), float("-inf"))
     best_success = tf.zeros(tf.shape(label), tf.bool)
     for r in tf.range(restarts):
         run_seed = tf.random.experimental.stateless_fold_in(seed, r)
-        x_adv = _pgd_once(model, x, label, eps, alpha, steps, run_seed, norm, targeted, random_init)
+        x_adv = _pgd_once(model, x, label, eps, alpha, steps, run_seed, norm, targeted, random_init, schedule)
         loss, logits = _objective(model, x_adv, label, targeted)
-        success = _succeeded(logits, label, targeted)
+        success = succeeded(logits, label, targeted)
         better = (success & ~best_success) | ((success == best_success) & (loss > best_loss))
         best = tf.where(better[:, None, None, None], x_adv, best)
         best_loss = tf.where(better, loss, best_loss)
@@ -60,11 +73,11 @@ def _pgd_restarts(model, x, label, eps, alpha, steps, restarts, seed, norm, targ
     return best
 
 
-def _pgd_single(model, x, label, eps, alpha, steps, restarts, seed, norm, targeted, random_init):
+def _pgd_single(model, x, label, eps, alpha, steps, restarts, seed, norm, targeted, random_init, schedule):
     """One run: no restart selection, so no extra forward pass (same examples as restart 0)."""
     del restarts
     run_seed = tf.random.experimental.stateless_fold_in(seed, 0)
-    return _pgd_once(model, x, label, eps, alpha, steps, run_seed, norm, targeted, random_init)
+    return _pgd_once(model, x, label, eps, alpha, steps, run_seed, norm, targeted, random_init, schedule)
 
 
 _compiled = tf.function(_pgd_restarts, reduce_retracing=True)
@@ -73,7 +86,24 @@ _single = tf.function(_pgd_single, reduce_retracing=True)
 _single_xla = tf.function(_pgd_single, reduce_retracing=True, jit_compile=True)
 
 
-def pgd(model, x, y, threat: Threat, *, targeted: bool = False, target=None, seed=None, jit: bool = False):
+def attack_label(y, target, targeted: bool):
+    """The label an attack works on: ``target`` when targeted (required then), else ``y``."""
+    if targeted and target is None:
+        raise ValueError("a targeted attack needs target labels")
+    return tf.cast(target if targeted else y, tf.int32)
+
+
+def as_seed(seed) -> tf.Tensor:
+    """A stateless seed tensor of shape (2,); random when ``seed`` is None."""
+    if seed is None:
+        return tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int64)
+    return tf.cast(seed, tf.int64)
+
+
+@register_attack("pgd", norms=("linf", "l2"),
+                 summary="Projected gradient descent (Madry et al. 2018): random start, restarts, step schedules.")
+def pgd(model, x, y, threat: Threat, *, targeted: bool = False, target=None, seed=None, jit: bool = False,
+        schedule: str = "constant"):
     """PGD adversarial examples inside ``threat``'s ball and [0, 1].
 
     Args:
@@ -85,16 +115,18 @@ def pgd(model, x, y, threat: Threat, *, targeted: bool = False, target=None, see
         target: target labels (B,), required when ``targeted``.
         seed: stateless seed, int tensor of shape (2,); random when ``None``.
         jit: compile with XLA (slower on CPU, faster on GPU).
+        schedule: step-size schedule over the steps: ``constant``, ``cosine`` (half-cosine decay
+            to 0) or ``linear`` (decay to step_size/steps).
 
     Returns:
         x_adv with ``||x_adv - x|| <= eps`` in ``threat.norm`` and ``x_adv`` in [0, 1].
     """
+    if threat.norm not in ("linf", "l2"):
+        raise UserError(f"pgd supports --norm linf or l2 (got {threat.norm})")
+    if schedule not in SCHEDULES:
+        raise UserError(f"unknown step schedule {schedule!r}; choose one of: {', '.join(SCHEDULES)}")
     x = tf.convert_to_tensor(x, tf.float32)
-    label = tf.cast(target if targeted else y, tf.int32)
-    if targeted and target is None:
-        raise ValueError("a targeted attack needs target labels")
-    if seed is None:
-        seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int64)
+    label = attack_label(y, target, targeted)
     if int(threat.restarts) == 1:
         fn = _single_xla if jit else _single
     else:
@@ -103,14 +135,29 @@ def pgd(model, x, y, threat: Threat, *, targeted: bool = False, target=None, see
         model, x, label,
         tf.constant(threat.eps, tf.float32), tf.constant(threat.alpha, tf.float32),
         tf.constant(int(threat.steps)), tf.constant(int(threat.restarts)),
-        tf.cast(seed, tf.int64), threat.norm, bool(targeted), bool(threat.random_start),
+        as_seed(seed), threat.norm, bool(targeted), bool(threat.random_start), schedule,
     )
 
 
+@register_attack("fgsm", norms=("linf", "l2"),
+                 summary="Fast gradient sign method (Goodfellow et al. 2015): one step of size eps (FGM for l2).")
 def fgsm(model, x, y, threat: Threat, *, targeted: bool = False, target=None, seed=None, jit: bool = False):
     """Fast gradient (sign) method: one step of size eps from x (FGM for l2)."""
     one_step = dataclasses.replace(threat, steps=1, step_size=threat.eps, restarts=1, random_start=False)
     return pgd(model, x, y, one_step, targeted=targeted, target=target, seed=seed, jit=jit)
+
+
+@register_attack("ifgsm", norms=("linf", "l2"),
+                 summary="Iterative FGSM (Kurakin et al. 2017): no random start, step eps/steps unless given.")
+def ifgsm(model, x, y, threat: Threat, *, targeted: bool = False, target=None, seed=None, jit: bool = False):
+    """I-FGSM / basic iterative method: ``steps`` sign steps from x, clipped to the ball and [0, 1].
+
+    The step size defaults to eps/steps (Kurakin et al.'s ``min(eps + 4, 1.25 eps)`` iteration count
+    convention is left to ``threat.steps``); there is no random start and no restart.
+    """
+    step = threat.step_size if threat.step_size is not None else threat.eps / int(threat.steps)
+    basic = dataclasses.replace(threat, step_size=step, restarts=1, random_start=False)
+    return pgd(model, x, y, basic, targeted=targeted, target=target, seed=seed, jit=jit)
 
 
 def fast_fgsm(model, x, y, threat: Threat, *, targeted: bool = False, target=None, seed=None, jit: bool = False):

@@ -13,8 +13,11 @@ import tensorflow as tf
 
 from advtf.errors import UserError
 
-NORMS = ("linf", "l2")
+NORMS = ("linf", "l2", "l1")
 _TINY = 1e-12
+# An entry of a perturbation counts towards its l0 norm when |delta| exceeds this (float noise
+# from projections and clipping stays far below it; one 8-bit grey level is 3.9e-3).
+L0_TOLERANCE = 1e-6
 
 
 def parse_number(text: str | float | int, *, what: str = "value") -> float:
@@ -32,7 +35,7 @@ class Threat:
     """An attack budget: norm ball of radius ``eps`` and the iterative schedule.
 
     Attributes:
-        norm: ``"linf"`` or ``"l2"``.
+        norm: ``"linf"``, ``"l2"`` or ``"l1"`` (each attack lists the norms it supports).
         eps: radius of the ball, in [0, 1] pixel units.
         steps: number of gradient steps (1 with ``random_start=False`` is FGSM).
         step_size: step length; ``None`` means 2.5 * eps / steps (Madry et al.'s
@@ -78,11 +81,15 @@ def _batch_norm(v: tf.Tensor, norm: str) -> tf.Tensor:
     axes = list(range(1, len(v.shape)))
     if norm == "linf":
         return tf.reduce_max(tf.abs(v), axis=axes, keepdims=True)
+    if norm == "l1":
+        return tf.reduce_sum(tf.abs(v), axis=axes, keepdims=True)
+    if norm == "l0":
+        return tf.reduce_sum(tf.cast(tf.abs(v) > L0_TOLERANCE, v.dtype), axis=axes, keepdims=True)
     return tf.sqrt(tf.reduce_sum(tf.square(v), axis=axes, keepdims=True))
 
 
 def per_example_norm(v: tf.Tensor, norm: str) -> tf.Tensor:
-    """Per-example ``norm`` of a batch, shape (B,)."""
+    """Per-example ``norm`` (``linf``, ``l2``, ``l1`` or ``l0``) of a batch, shape (B,)."""
     return tf.reshape(_batch_norm(v, norm), [-1])
 
 
@@ -97,8 +104,41 @@ def project(delta: tf.Tensor, eps: tf.Tensor, norm: str) -> tf.Tensor:
     """Euclidean projection of each perturbation onto the ``norm`` ball of radius ``eps``."""
     if norm == "linf":
         return tf.clip_by_value(delta, -eps, eps)
+    if norm == "l1":
+        return _project_l1(delta, eps)
     scale = tf.minimum(1.0, eps / (_batch_norm(delta, "l2") + _TINY))
     return delta * scale
+
+
+def _project_l1(delta: tf.Tensor, eps: tf.Tensor) -> tf.Tensor:
+    """Projection onto the l1 ball by soft-thresholding at the sorted-cumsum level (Duchi et al. 2008)."""
+    shape = tf.shape(delta)
+    v = tf.reshape(delta, [shape[0], -1])
+    a = tf.abs(v)
+    u = tf.sort(a, axis=1, direction="DESCENDING")
+    css = tf.cumsum(u, axis=1)
+    j = tf.cast(tf.range(1, tf.shape(v)[1] + 1), v.dtype)
+    positive = u - (css - eps) / j > 0
+    rho = tf.maximum(tf.reduce_sum(tf.cast(positive, tf.int32), axis=1), 1)
+    css_rho = tf.gather(css, rho - 1, batch_dims=1)
+    theta = tf.maximum((css_rho - eps) / tf.cast(rho, v.dtype), 0.0)
+    inside = tf.reduce_sum(a, axis=1) <= eps
+    theta = tf.where(inside, tf.zeros_like(theta), theta)
+    w = tf.sign(v) * tf.maximum(a - theta[:, None], 0.0)
+    # Summing thousands of float32 entries rounds: pull the rare overshoot back inside.
+    total = tf.reduce_sum(tf.abs(w), axis=1, keepdims=True)
+    w = w * tf.minimum(1.0, eps * (1.0 - 1e-6) / (total + _TINY))
+    return tf.reshape(w, shape)
+
+
+def clip_to_threat(x: tf.Tensor, x_adv: tf.Tensor, eps, norm: str) -> tf.Tensor:
+    """``x_adv`` moved into the ``norm`` ball of radius ``eps`` around ``x`` and into [0, 1].
+
+    Clipping to the box after the projection never increases any of these norms, so both
+    constraints hold on return; every attack ends with this call.
+    """
+    eps = tf.cast(eps, x.dtype)
+    return tf.clip_by_value(x + project(x_adv - x, eps, norm), 0.0, 1.0)
 
 
 def random_start(shape, eps: tf.Tensor, norm: str, seed: tf.Tensor) -> tf.Tensor:
