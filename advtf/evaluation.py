@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from advtf.attacks import Threat, get_attack
+from advtf.attacks import Threat, check_attack, get_attack
 from advtf.training.distributed import BatchSums, replica_seed
 
 
-def accuracy_counts(model, x, y, *, threat: Threat | None, attack: str = "pgd", seed=None, jit=False):
+def accuracy_counts(model, x, y, *, threat: Threat | None, attack: str = "pgd", seed=None, jit=False,
+                    options: dict | None = None):
     """Per-batch counts: examples, clean-correct and (with a threat) robust-correct.
 
     An example counts as robust only if it is classified correctly both clean and under
@@ -18,7 +19,7 @@ def accuracy_counts(model, x, y, *, threat: Threat | None, attack: str = "pgd", 
     clean = tf.equal(tf.argmax(model(x, training=False), -1, output_type=tf.int32), y)
     out = {"n": tf.cast(tf.size(y), tf.float32), "clean": tf.reduce_sum(tf.cast(clean, tf.float32))}
     if threat is not None:
-        x_adv = get_attack(attack)(model, x, y, threat, seed=seed, jit=jit)
+        x_adv = get_attack(attack)(model, x, y, threat, seed=seed, jit=jit, **(options or {}))
         adv = tf.equal(tf.argmax(model(x_adv, training=False), -1, output_type=tf.int32), y)
         out["robust"] = tf.reduce_sum(tf.cast(clean & adv, tf.float32))
     return out
@@ -28,12 +29,15 @@ class Evaluator:
     """Clean (and robust, given ``threat``) accuracy of ``model``; compiled once, reusable."""
 
     def __init__(self, model, *, threat: Threat | None = None, attack: str = "pgd",
-                 strategy: tf.distribute.Strategy | None = None, seed: int = 0, jit: bool = False):
-        get_attack(attack)  # fail early on a bad name
+                 strategy: tf.distribute.Strategy | None = None, seed: int = 0, jit: bool = False,
+                 options: dict | None = None):
+        if threat is not None:  # fail early on a bad name, norm or option
+            check_attack(attack, threat.norm, options)
         self.threat = threat
 
         def replica_fn(x, y, step):
-            return accuracy_counts(model, x, y, threat=threat, attack=attack, seed=replica_seed(seed, step), jit=jit)
+            return accuracy_counts(model, x, y, threat=threat, attack=attack, seed=replica_seed(seed, step), jit=jit,
+                                   options=options)
 
         self._sums = BatchSums(strategy or tf.distribute.get_strategy(), replica_fn)
 
@@ -49,11 +53,11 @@ class Evaluator:
 
 def evaluate(model, batches: tf.data.Dataset, *, threat: Threat | None = None, attack: str = "pgd",
              strategy: tf.distribute.Strategy | None = None, seed: int = 0, progress=None,
-             jit: bool = False) -> dict:
+             jit: bool = False, options: dict | None = None) -> dict:
     """Clean (and robust, given ``threat``) accuracy of ``model`` over batched ``(x, y)``.
 
     Returns:
         ``{"clean_accuracy", "n"}`` plus ``"robust_accuracy"`` when ``threat`` is given.
     """
-    evaluator = Evaluator(model, threat=threat, attack=attack, strategy=strategy, seed=seed, jit=jit)
+    evaluator = Evaluator(model, threat=threat, attack=attack, strategy=strategy, seed=seed, jit=jit, options=options)
     return evaluator(batches, progress=progress)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import click
 
-from advtf.cli.options import (data_request, dataset_options, make_threat, print_summary, progress_factory,
-                               run_options, strategy_option, threat_options)
+from advtf.cli.options import (data_request, dataset_options, make_threat, parse_attack_options, print_summary,
+                               progress_factory, run_options, strategy_option, threat_options)
 
 
 @click.command(context_settings={"max_content_width": 100})
 @click.argument("model_path", metavar="MODEL", type=click.Path())
 @dataset_options()
-@threat_options(steps=20)
+@threat_options()
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--xla", is_flag=True, help="Compile the attack loop with XLA.")
 @strategy_option()
@@ -22,8 +22,10 @@ def evaluate(**kw):
     MODEL is a .keras file or a run directory of `advtf train`.
 
     \b
-    Example:
+    Examples:
       advtf evaluate runs/robust --attack pgd --norm l2 --eps 0.5 --steps 20 --restarts 2 --out runs/robust-eval
+      advtf evaluate runs/robust --attack autoattack-lite --norm linf --eps 8/255 --out runs/robust-aa
+      advtf evaluate runs/robust --attack cw --norm l2 --eps 0.5 -O search_steps=9 --out runs/robust-cw
 
     Writes results.json (clean_accuracy, robust_accuracy, n, threat), results.csv/.md and
     manifest.json to --out.
@@ -34,8 +36,9 @@ def evaluate(**kw):
     options = dict(kw)
     data = data_request(kw)
     threat = make_threat(kw)
+    attack_options = parse_attack_options(kw)
     with RunDir(kw["out"], overwrite=kw["overwrite"], options=options) as run:  # checks --out first
-        results = run_evaluation(kw["model_path"], data, threat, run, attack=kw["attack"],
+        results = run_evaluation(kw["model_path"], data, threat, run, attack=kw["attack"], options=attack_options,
                                  batch_size=kw["batch_size"], strategy=kw["strategy"], jit=kw["xla"],
                                  progress=progress_factory(kw["quiet"]))
     print_summary(

@@ -1,4 +1,4 @@
-"""``advtf datasets``, ``advtf models``, ``advtf env``: what is registered and where."""
+"""``advtf datasets``, ``advtf models``, ``advtf attacks``, ``advtf env``: what is registered and where."""
 
 from __future__ import annotations
 
@@ -78,3 +78,26 @@ def env():
     click.echo(f"{'devices':<20} {', '.join(devices)}")
     click.echo(f"{'built with CUDA':<20} {tf.test.is_built_with_cuda()}")
     click.echo(f"{'strategy auto':<20} {auto_choice()}")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def attacks(as_json):
+    """List registered attacks: norms, default steps and their own -O options with defaults.
+
+    \b
+    Example:
+      advtf attacks
+      advtf attack runs/std --attack cw --norm l2 --eps 3 -O confidence=5 --out runs/cw
+    """
+    from advtf.attacks import ATTACKS
+
+    rows = [{"name": s.name, "norms": list(s.norms), "default_steps": s.default_steps, "options": s.options,
+             "summary": s.summary} for s in ATTACKS.values()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['name']:<16} {'/'.join(row['norms']):<10} steps {row['default_steps']:<4} {row['summary']}")
+        if row["options"]:
+            click.echo(f"{'':<16} -O " + "  ".join(f"{k}={v}" for k, v in row["options"].items()))

@@ -20,10 +20,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 COMMANDS = {
     "train": ("advtf.cli.train", "train", "Train a standard or adversarially robust classifier."),
     "evaluate": ("advtf.cli.evaluate", "evaluate", "Clean and robust accuracy of a trained model."),
+    "attack": ("advtf.cli.attack", "attack", "Attack a model; save the adversarial dataset with success and norms."),
     "quickstart": ("advtf.cli.quickstart", "quickstart",
                    "The main job: standard vs L2-robust model on Fashion-MNIST, with a report."),
     "datasets": ("advtf.cli.info", "datasets", "List registered datasets and where they are found."),
     "models": ("advtf.cli.info", "models", "List registered models."),
+    "attacks": ("advtf.cli.info", "attacks", "List registered attacks, their norms and options."),
     "env": ("advtf.cli.info", "env", "Versions, devices and strategy, for bug reports."),
 }
 

@@ -78,33 +78,87 @@ def data_request(kwargs: dict):
     )
 
 
-def threat_options(*, steps_flag: str = "--steps", norm: str = "l2", eps: str = "0.5", steps: int = 10,
+def threat_options(*, steps_flag: str = "--steps", norm: str = "l2", eps: str = "0.5", steps: int | None = None,
                    attack: bool = True):
-    """``--attack``, ``--norm``, ``--eps``, steps, ``--step-size``, ``--restarts``."""
+    """``--attack``, ``--norm``, ``--eps``, steps, ``--step-size``, ``--restarts`` (and ``-O`` options)."""
     from advtf.attacks import ATTACKS, NORMS
 
+    steps_help = "Attack iterations." if steps is not None else \
+        "Attack iterations [default: the attack's own, see `advtf attacks`]."
     opts = [
         click.option("--norm", type=click.Choice(NORMS), default=norm, show_default=True, help="Threat-model norm."),
         click.option("--eps", type=NUMBER, default=eps, show_default=True,
                      help="Radius of the threat ball in [0,1] pixel units (8/255 is fine)."),
-        click.option(steps_flag, "steps", type=int, default=steps, show_default=True, help="Attack iterations."),
+        click.option(steps_flag, "steps", type=int, default=steps, show_default=steps is not None, help=steps_help),
         click.option("--step-size", type=NUMBER, default=None,
                      help="Attack step size [default: 2.5*eps/steps, Madry et al.'s convention]."),
         click.option("--restarts", type=int, default=1, show_default=True,
                      help="Random restarts; the worst case per example is kept."),
     ]
     if attack:
-        opts.insert(0, click.option("--attack", type=click.Choice(list(ATTACKS)), default="pgd",
-                                    show_default=True, help="Attack (true label attacked)."))
+        # A plain string checked against the registry: an unknown name is a one-line error.
+        opts.insert(0, click.option("--attack", default="pgd", show_default=True, metavar="NAME",
+                                    help=f"Attack: {', '.join(ATTACKS)} (see `advtf attacks`)."))
+        opts.append(click.option("--attack-option", "-O", "attack_option", multiple=True, metavar="KEY=VALUE",
+                                 help="An attack's own option, e.g. -O confidence=10 -O search_steps=9 "
+                                      "(repeatable; `advtf attacks` lists them)."))
     return _compose(*opts)
 
 
-def make_threat(kwargs: dict, *, steps=None):
-    """Pops the threat options out of ``kwargs`` into an :class:`advtf.attacks.Threat`."""
-    from advtf.attacks import Threat
+def targeting_options():
+    """``--targeted``, ``--target-mode``, ``--target-class``, ``--attack-target``."""
+    from advtf.attacks import TARGET_MODES
 
-    return Threat(norm=kwargs.pop("norm"), eps=kwargs.pop("eps"), steps=kwargs.pop("steps") if steps is None else steps,
+    return _compose(
+        click.option("--targeted", is_flag=True, help="Attack towards target classes (see --target-mode)."),
+        click.option("--target-mode", type=click.Choice(TARGET_MODES), default="random", show_default=True,
+                     help="random: a class other than the label; next: (label+1) mod K; given: --target-class."),
+        click.option("--target-class", type=int, default=None, help="The one target class of --target-mode given."),
+        click.option("--attack-target", type=click.Choice(["label", "prediction"]), default="label",
+                     show_default=True,
+                     help="Untargeted: move away from the true label, or from the model's clean prediction."),
+    )
+
+
+def make_threat(kwargs: dict, *, steps=None):
+    """Pops the threat options out of ``kwargs`` into an :class:`advtf.attacks.Threat`.
+
+    Without ``--steps``, the attack's registered default applies (``kwargs["attack"]``).
+    """
+    from advtf.attacks import Threat, attack_spec
+
+    given = kwargs.pop("steps")
+    if steps is None:
+        steps = given if given is not None else attack_spec(kwargs.get("attack", "pgd")).default_steps
+    return Threat(norm=kwargs.pop("norm"), eps=kwargs.pop("eps"), steps=steps,
                   step_size=kwargs.pop("step_size"), restarts=kwargs.pop("restarts"))
+
+
+def make_attack_request(kwargs: dict, threat):
+    """The :class:`advtf.adversarial.AttackRequest` of ``--attack``, ``-O`` and the targeting options."""
+    from advtf.adversarial import AttackRequest
+
+    target_class = kwargs.pop("target_class", None)
+    mode = kwargs.pop("target_mode", "random")
+    return AttackRequest(
+        name=kwargs["attack"], threat=threat, options=parse_attack_options(kwargs),
+        targeted=kwargs.pop("targeted", False), target_mode="given" if target_class is not None else mode,
+        target_class=target_class, attack_target=kwargs.pop("attack_target", "label"),
+    )
+
+
+def parse_attack_options(kwargs: dict) -> dict:
+    """Pops ``-O key=value`` pairs, typed by the attack's defaults (UserError on unknown keys)."""
+    from advtf.attacks import coerce_options
+    from advtf.errors import UserError
+
+    raw = {}
+    for item in kwargs.pop("attack_option", ()) or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"-O {item!r}: write attack options as KEY=VALUE, e.g. -O confidence=10")
+        raw[key.strip().replace("-", "_")] = value.strip()
+    return coerce_options(kwargs["attack"], raw)
 
 
 def run_options(*, resumable: bool = False):

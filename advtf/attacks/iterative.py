@@ -100,7 +100,7 @@ def as_seed(seed) -> tf.Tensor:
     return tf.cast(seed, tf.int64)
 
 
-@register_attack("pgd", norms=("linf", "l2"),
+@register_attack("pgd", norms=("linf", "l2"), default_steps=20,
                  summary="Projected gradient descent (Madry et al. 2018): random start, restarts, step schedules.")
 def pgd(model, x, y, threat: Threat, *, targeted: bool = False, target=None, seed=None, jit: bool = False,
         schedule: str = "constant"):
@@ -139,7 +139,7 @@ def pgd(model, x, y, threat: Threat, *, targeted: bool = False, target=None, see
     )
 
 
-@register_attack("fgsm", norms=("linf", "l2"),
+@register_attack("fgsm", norms=("linf", "l2"), default_steps=1,
                  summary="Fast gradient sign method (Goodfellow et al. 2015): one step of size eps (FGM for l2).")
 def fgsm(model, x, y, threat: Threat, *, targeted: bool = False, target=None, seed=None, jit: bool = False):
     """Fast gradient (sign) method: one step of size eps from x (FGM for l2)."""
