@@ -20,7 +20,8 @@ It is solved by linearised ADMM (Str-attack paper, Sec. 3 and Eq. 10-18): the sp
 * delta step (Eq. 10, ridge prox):      ``delta = rho / (rho + 2 l2_weight) * (z - u)``
 * w step (Eq. 11, box and l-inf ball):  ``w = clip(z - s, max(-eps, -x), min(eps, 1 - x))``
 * y step (Eq. 17, group soft-threshold): ``y_G = max(0, 1 - gamma / (rho ||(z - v)_G||)) (z - v)_G``
-* z step (Eq. 18, linearised loss):     ``z = (eta_t z + rho (delta + u + w + s + y + v) - c grad f(x + z)) / (eta_t + 3 rho)``
+* z step (Eq. 18, linearised loss):
+  ``z = (eta_t z + rho (delta + u + w + s + y + v) - c grad f(x + z)) / (eta_t + 3 rho)``
   with ``eta_t = alpha sqrt(t)``, then z clipped to the feasible set
 * dual ascent:                          ``u += delta - z``, ``s += w - z``, ``v += y - z``
 
@@ -29,6 +30,13 @@ as in the reference implementation). The candidate of every iteration is the gro
 clipped to the feasible set (elementwise clipping keeps zero groups zero and never increases a group
 norm); per example the successful candidate with the smallest group lasso ``sum_G ||delta_G||_2``
 over all iterations and constants is returned, else the last candidate.
+
+Differences from the authors' code (KaidiXu/StrAttack): the z step weighs the three splittings
+equally (the exact minimiser of the linearised augmented Lagrangian; the authors' code counts the
+delta term twice); z and the candidate are clipped to the feasible set; the best example is chosen by
+group lasso rather than l2; border pixels form smaller groups instead of being left unpenalised;
+overlapping groups and the optional "retrain" refinement (re-optimising on the support found, with
+the group penalty dropped) are not implemented.
 
 The binary search and the ADMM iterations are one compiled :func:`tf.function`; every number except
 ``group_size`` (which fixes reshapes) is a tensor, so sweeping eps, gamma or rho never retraces.
