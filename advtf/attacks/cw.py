@@ -142,7 +142,8 @@ def check_search_options(name: str, *, confidence: float, initial_const: float, 
     if not initial_const > 0:
         raise UserError(f"{name}: initial_const must be > 0 (got {initial_const}); pass e.g. -O initial_const=0.01")
     if int(search_steps) != search_steps or int(search_steps) < 1:
-        raise UserError(f"{name}: search_steps must be an integer >= 1 (got {search_steps}); pass e.g. -O search_steps=5")
+        raise UserError(f"{name}: search_steps must be an integer >= 1 (got {search_steps}); "
+                        "pass e.g. -O search_steps=5")
     if not lr > 0:
         raise UserError(f"{name}: lr must be > 0 (got {lr}); pass e.g. -O lr=0.01")
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from advtf.attacks import threat as threats
-from advtf.attacks.cw import _NO_UPPER, _broadcast, agree_batch, bisect_const, check_search_options, logit_loss, succeeded_with_confidence
+from advtf.attacks.cw import (_NO_UPPER, _broadcast, agree_batch, bisect_const, check_search_options, logit_loss,
+                              succeeded_with_confidence)
 from advtf.attacks.iterative import attack_label
 from advtf.attacks.registry import register_attack
 from advtf.attacks.threat import Threat
