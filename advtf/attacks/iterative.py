@@ -2,7 +2,8 @@
 
 FGSM (Goodfellow et al. 2015), I-FGSM (Kurakin et al. 2017) and PGD (Madry et al. 2018) are one
 compiled loop with different defaults, the loop that training, evaluation and analyses share.
-eps, step size, steps and restarts are tensors, so sweeping them never retraces.
+eps, step size and restarts are tensors, so sweeping them never retraces; up to
+``UNROLL_MAX_STEPS`` steps the loop is unrolled (one trace per step count), beyond as a tensor.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ from advtf.attacks.threat import Threat
 from advtf.errors import UserError
 
 SCHEDULES = ("constant", "cosine", "linear")
+# Up to this many steps the loop is unrolled in Python inside the tf.function (one trace per step
+# count). A tf.range loop ran about 1.5x slower in a quarter to half of its traces on CPU, stuck in
+# that mode for the trace's life; unrolled loops never did (benchmarks/RESULTS.md, "Attack
+# throughput and strength"). Longer attacks keep the tensor loop (no retrace when steps change).
+UNROLL_MAX_STEPS = 20
 
 
 def _objective(model, x, label, targeted: bool):
@@ -44,15 +50,18 @@ def _pgd_once(model, x, label, eps, alpha, steps, seed, norm, targeted, random_i
         x_adv = tf.clip_by_value(x + threats.random_start(tf.shape(x), eps, norm, seed), 0.0, 1.0)
     else:
         x_adv = tf.identity(x)
-    for i in tf.range(steps):
+    for i in (range(steps) if isinstance(steps, int) else tf.range(steps)):
         with tf.GradientTape() as tape:
             tape.watch(x_adv)
             loss, _ = _objective(model, x_adv, label, targeted)
             total = tf.reduce_sum(loss)
         grad = tape.gradient(total, x_adv)
         step = alpha * _step_scale(i, steps, schedule)
-        delta = threats.project(x_adv - x + step * threats.ascent_direction(grad, norm), eps, norm)
-        x_adv = tf.clip_by_value(x + delta, 0.0, 1.0)
+        # Box first, then the ball: the projection of a point of the box stays in the box (the
+        # segment to x is), and unlike ball-then-box it lands on the l2 sphere, which is stronger
+        # (identical for linf, where the two commute).
+        stepped = tf.clip_by_value(x_adv + step * threats.ascent_direction(grad, norm), 0.0, 1.0)
+        x_adv = tf.clip_by_value(x + threats.project(stepped - x, eps, norm), 0.0, 1.0)
     return x_adv
 
 
@@ -131,10 +140,11 @@ def pgd(model, x, y, threat: Threat, *, targeted: bool = False, target=None, see
         fn = _single_xla if jit else _single
     else:
         fn = _compiled_xla if jit else _compiled
+    steps = int(threat.steps)
     return fn(
         model, x, label,
         tf.constant(threat.eps, tf.float32), tf.constant(threat.alpha, tf.float32),
-        tf.constant(int(threat.steps)), tf.constant(int(threat.restarts)),
+        steps if steps <= UNROLL_MAX_STEPS else tf.constant(steps), tf.constant(int(threat.restarts)),
         as_seed(seed), threat.norm, bool(targeted), bool(threat.random_start), schedule,
     )
 

@@ -115,16 +115,45 @@ def test_restarts_never_weaken():
     assert np.all(lossk[both_failed] >= loss1[both_failed] - 1e-5)
 
 
-def test_pgd_does_not_retrace_when_eps_or_steps_change():
+def test_pgd_does_not_retrace_when_eps_or_long_steps_change():
     from advtf.attacks import iterative
 
     model = linear_model((4, 4, 1), 3)
     x = tf.random.uniform((2, 4, 4, 1))
     y = tf.constant([0, 1])
-    pgd(model, x, y, Threat(norm="linf", eps=0.1, steps=2, restarts=2))
+    long_steps = iterative.UNROLL_MAX_STEPS + 1
+    pgd(model, x, y, Threat(norm="linf", eps=0.1, steps=long_steps, restarts=2))
     before = iterative._compiled.experimental_get_tracing_count()
-    pgd(model, x, y, Threat(norm="linf", eps=0.3, steps=5, step_size=0.01, restarts=2))
+    pgd(model, x, y, Threat(norm="linf", eps=0.3, steps=long_steps + 7, step_size=0.01, restarts=2))
     assert iterative._compiled.experimental_get_tracing_count() == before
+    # Short attacks are unrolled: one trace per step count, none per eps or step size.
+    pgd(model, x, y, Threat(norm="l2", eps=0.1, steps=3))
+    before = iterative._single.experimental_get_tracing_count()
+    pgd(model, x, y, Threat(norm="l2", eps=0.7, steps=3, step_size=0.2))
+    assert iterative._single.experimental_get_tracing_count() == before
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_unrolled_and_tensor_loops_agree(norm, monkeypatch):
+    from advtf.attacks import iterative
+
+    model = conv_model((6, 6, 1), 4, seed=2)
+    x = tf.random.stateless_uniform((5, 6, 6, 1), [1, 2])
+    y = tf.constant([0, 1, 2, 3, 0])
+    threat = Threat(norm=norm, eps=0.2, steps=4)
+    seed = tf.constant([3, 4], tf.int64)
+    unrolled = pgd(model, x, y, threat, seed=seed).numpy()
+    monkeypatch.setattr(iterative, "UNROLL_MAX_STEPS", 0)
+    looped = pgd(model, x, y, threat, seed=seed).numpy()
+    np.testing.assert_allclose(unrolled, looped, atol=1e-6)
+
+
+def test_l2_pgd_reaches_the_sphere_when_the_box_binds():
+    # Clip to the box before projecting: the result lies on the eps-sphere even where pixels saturate.
+    model = linear_model((4, 4, 1), 2, seed=1)
+    x = tf.constant(np.where(np.arange(16).reshape(1, 4, 4, 1) % 2, 1.0, 0.0), tf.float32)
+    x_adv = pgd(model, x, tf.constant([0]), Threat(norm="l2", eps=0.5, steps=10, random_start=False))
+    assert per_example_norm(x_adv - x, "l2").numpy()[0] == pytest.approx(0.5, rel=1e-5)
 
 
 @pytest.mark.parametrize("kwargs", [dict(eps=0), dict(eps=-1), dict(steps=0), dict(restarts=0),
