@@ -32,3 +32,12 @@ run cifar_k7_xla benchmarks/bench_train_step.py "${CIFAR[@]}" --steps-k 7 --repe
 run ops_fmnist_k7 benchmarks/count_ops.py "${FMNIST[@]}" --steps-k 7 --components
 run ops_cifar_k7 benchmarks/count_ops.py "${CIFAR[@]}" --steps-k 7 --components \
   --only train_std,grad,train_adv,attack,fwd,attack_fix,train_adv_fix
+# 7. Attacks: advtf PGD vs minimal loops vs CleverHans, Foolbox, ART (PY must have the peers installed:
+#    python3 -m venv /work/peers && /work/peers/bin/pip install -c constraints.txt -e . \
+#      adversarial-robustness-toolbox cleverhans foolbox)
+"$PY" benchmarks/bench_attacks.py --model cnn --n 2000 --batch 250 --rounds 4 \
+  --impls advtf,min_unrolled,min_range,min_clip_first,grad,cleverhans,foolbox,art --out "$OUT/attacks_cnn_after"
+"$PY" benchmarks/bench_attacks.py --model resnet --width 1.0 --n 250 --batch 250 --rounds 4 --norms linf \
+  --impls advtf,min_unrolled,grad,cleverhans --out "$OUT/attacks_resnet_after"
+# 8. Every attack of the suite through the CLI on one Fashion-MNIST model (Table A1-style)
+ADVTF="$(dirname "$PY")/advtf" benchmarks/attack_table.sh "$OUT/attack-table-runs" > "$OUT/attack_table.md"
