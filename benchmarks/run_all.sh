@@ -40,4 +40,4 @@ run ops_cifar_k7 benchmarks/count_ops.py "${CIFAR[@]}" --steps-k 7 --components 
 "$PY" benchmarks/bench_attacks.py --model resnet --width 1.0 --n 250 --batch 250 --rounds 4 --norms linf \
   --impls advtf,min_unrolled,grad,cleverhans --out "$OUT/attacks_resnet_after"
 # 8. Every attack of the suite through the CLI on one Fashion-MNIST model (Table A1-style)
-ADVTF="$(dirname "$PY")/advtf" benchmarks/attack_table.sh "$OUT/attack-table-runs" > "$OUT/attack_table.md"
+ADVTF="$(dirname "$PY")/advtf" benchmarks/attack_table.sh "${TMPDIR:-/tmp}/advtf-attack-table" > "$OUT/attack_table.md"
