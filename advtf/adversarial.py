@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import numpy as np
 import tensorflow as tf
 
-from advtf.attacks import Threat, attack_outcome, check_attack, choose_targets
+from advtf.attacks import Threat, attack_outcome, attack_spec, check_attack, choose_targets
 from advtf.attacks.losses import predictions
 from advtf.errors import UserError
 
@@ -76,7 +76,7 @@ def attack_batches(model, batches: tf.data.Dataset, request: AttackRequest, *, n
     ``l1``, ``l2``, ``linf`` of the perturbation.
     """
     request.check(num_classes)
-    fn = check_attack(request.name, request.threat.norm, request.options).fn
+    fn = attack_spec(request.name).fn
     for i, (x, y) in enumerate(batches):
         x_np = x.numpy()
         check_finite(x_np, f"batch {i}")

@@ -11,7 +11,6 @@ from advtf.runs import RunDir, write_json, write_table
 # Per-example fields written to examples.csv (the images go into the saved dataset).
 EXAMPLE_COLUMNS = ["index", "label", "target", "clean_prediction", "adversarial_prediction", "success",
                    "l0", "l1", "l2", "linf"]
-SAVED_FIELDS = ("image", "label", "target", "success", "natural", "clean_prediction", "adversarial_prediction")
 
 
 def run_attack_job(model_path, data: DataRequest, request: AttackRequest, run: RunDir, *, split: str = "test",
