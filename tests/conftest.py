@@ -21,3 +21,12 @@ except RuntimeError:  # already initialised (e.g. re-import); tests needing 2 de
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def two_cpu_strategy():
+    """MirroredStrategy over the two logical CPU devices configured above (skips without them)."""
+    devices = tf.config.list_logical_devices("CPU")
+    if len(devices) < 2:
+        pytest.skip("needs the two logical CPU devices tests/conftest.py configures")
+    return tf.distribute.MirroredStrategy([d.name for d in devices[:2]])

@@ -21,11 +21,8 @@ def batches():
 
 
 @pytest.mark.parametrize("name", list(ATTACKS))
-def test_every_attack_evaluates_under_mirrored_strategy(name, batches):
-    devices = tf.config.list_logical_devices("CPU")
-    if len(devices) < 2:
-        pytest.skip("needs the two logical CPU devices the conftest configures")
-    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+def test_every_attack_evaluates_under_mirrored_strategy(name, batches, two_cpu_strategy):
+    strategy = two_cpu_strategy
     with strategy.scope():
         model = tiny_cnn()
     spec = ATTACKS[name]

@@ -197,13 +197,10 @@ def test_resnet50_parameter_count():
 
 
 @pytest.mark.parametrize("name, width", [("resnet18", 0.0625), ("mobilenet_v2", 0.35)])
-def test_builds_and_runs_under_mirrored_strategy(name, width):
+def test_builds_and_runs_under_mirrored_strategy(name, width, two_cpu_strategy):
     import tensorflow as tf
 
-    devices = tf.config.list_logical_devices("CPU")
-    if len(devices) < 2:
-        pytest.skip("needs two logical CPU devices (tests/conftest.py)")
-    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+    strategy = two_cpu_strategy
     with strategy.scope():
         model = create_model(name, input_shape=(32, 32, 3), num_classes=4, width=width, seed=0)
     x = tf.random.uniform((4, 32, 32, 3))
