@@ -1,0 +1,263 @@
+"""Local response differences between natural and adversarial inputs (papers/000, Sec. 4.3, Tables 1-5,
+Figures 5 and 9).
+
+For a layer ``l`` with activation ``f_l`` (a named endpoint of the model, e.g. ResNet-18's
+``conv1``, ``layer0``..``layer4``), an image ``x`` and its adversarial version ``x'``:
+
+* **max** = ``max_{c,i,j} |f_l(x')_{c,i,j} - f_l(x)_{c,i,j}|`` — the largest absolute difference of
+  any single response of the layer (the paper's "maximum absolute difference of local responses");
+* **total** = ``sum_{c,i,j} |f_l(x')_{c,i,j} - f_l(x)_{c,i,j}|`` — the sum of the absolute
+  differences over the whole feature map (the paper's "total differences yielded by per pairs").
+
+Both are per image and then averaged over the images of a split (Table 1: "per image"). The paper
+gives no formula; this reading reproduces the orders of magnitude of its Table 1 (Conv 1 on a
+64×32×32 map: max 0.12, total 370, i.e. a mean |difference| of 0.006 per response). Models run
+in inference mode (BatchNorm uses its moving statistics), so a batch's responses do not depend
+on the other images in it. Splits (Tables 2, 4) keep only naturally correct images: "successful"
+where the adversarial example is misclassified by the model analysed, "failed" where it is not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from advtf.errors import UserError
+
+STATS = ("max", "total")
+SPLITS = ("all", "successful", "failed")
+PAPER_LAYERS = ("conv1", "layer0", "layer1", "layer2", "layer3", "layer4")
+_LOGITS = "__logits__"
+
+
+def default_layers(model: keras.Model) -> list[str]:
+    """The paper's ``conv1, layer0..layer4`` when the model has them (ResNet-18), else its modules ``m0..mK``."""
+    from advtf.models import endpoints
+
+    names = list(endpoints(model))
+    if all(n in names for n in PAPER_LAYERS):
+        return list(PAPER_LAYERS)
+    return [n for n in names if n.startswith("m") and n[1:].isdigit()]
+
+
+def response_extractor(model: keras.Model, layers) -> keras.Model:
+    """One model giving every layer's activation and the logits in one forward pass.
+
+    Raises:
+        UserError: an unknown layer (endpoint) name; the message lists the available ones.
+    """
+    from advtf.models import feature_extractor
+
+    features = feature_extractor(model, list(layers))
+    outputs = dict(features.output)
+    outputs[_LOGITS] = model.output
+    return keras.Model(features.inputs, outputs, name=f"{model.name}_responses")
+
+
+@tf.function(reduce_retracing=True)
+def _differences(extractor, x, x_adv):
+    n = tf.shape(x)[0]
+    out = extractor(tf.concat([x, x_adv], 0), training=False)
+    result = {}
+    for name, value in out.items():
+        if name == _LOGITS:
+            predicted = tf.argmax(value, -1, output_type=tf.int32)
+            result[name] = tf.stack([predicted[:n], predicted[n:]])
+            continue
+        delta = tf.reshape(tf.abs(value[n:] - value[:n]), [n, -1])
+        result[name] = tf.stack([tf.reduce_max(delta, 1), tf.reduce_sum(delta, 1)])
+    return result
+
+
+def layer_differences(extractor: keras.Model, x, x_adv) -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray, np.ndarray]:
+    """Per image and layer, the max and total absolute response difference (module docstring).
+
+    Returns:
+        ``({layer: {"max": [B], "total": [B]}}, clean predictions [B], adversarial predictions [B])``,
+        from one forward pass of the natural and adversarial batch together.
+    """
+    out = _differences(extractor, tf.convert_to_tensor(x, tf.float32), tf.convert_to_tensor(x_adv, tf.float32))
+    out = {k: v.numpy() for k, v in out.items()}
+    predictions = out.pop(_LOGITS)
+    return ({name: {"max": v[0], "total": v[1]} for name, v in out.items()}, predictions[0], predictions[1])
+
+
+@dataclasses.dataclass
+class Accumulator:
+    """Per-image differences of one (model, source, attack) combination, batch by batch."""
+
+    layers: list
+    values: dict = dataclasses.field(default_factory=dict)
+
+    def add(self, diffs, clean_pred, adv_pred, rows, targeted: bool) -> None:
+        from advtf.analysis.pairs import success_on
+
+        batch = {f"{layer}_{stat}": diffs[layer][stat] for layer in self.layers for stat in STATS}
+        batch["clean_correct"] = clean_pred == rows["label"]
+        batch["success"] = success_on(adv_pred, rows, targeted)
+        batch["adversarial_correct"] = adv_pred == rows["label"]
+        for key, value in batch.items():
+            self.values.setdefault(key, []).append(np.asarray(value))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {k: np.concatenate(v) for k, v in self.values.items()}
+
+
+def split_means(arrays: dict[str, np.ndarray], layers) -> list[dict]:
+    """One row per split (:data:`SPLITS`): ``n`` and the mean ``<layer>_max`` / ``<layer>_total``.
+
+    An empty split gives ``n = 0`` and ``None`` values (explained in the run's notes), not an error.
+    """
+    correct = arrays["clean_correct"].astype(bool)
+    success = arrays["success"].astype(bool)
+    masks = {"all": np.ones_like(correct), "successful": correct & success, "failed": correct & ~success}
+    rows = []
+    for split in SPLITS:
+        mask = masks[split]
+        row = {"split": split, "n": int(mask.sum())}
+        for layer in layers:
+            for stat in STATS:
+                values = arrays[f"{layer}_{stat}"][mask]
+                row[f"{layer}_{stat}"] = float(values.mean()) if len(values) else None
+        rows.append(row)
+    return rows
+
+
+def _short(path) -> str:
+    from pathlib import Path
+
+    p = Path(str(path))
+    return p.parent.name if p.name == "model.keras" else p.name
+
+
+def _empty_note(model: str, source: str, attack: str, row: dict, total: int) -> str | None:
+    if row["n"] or row["split"] == "all":
+        return None
+    other = "failed" if row["split"] == "successful" else "successful"
+    return (f"{_short(model)}, {source} {attack} examples: no {row['split']} attacks among the {total} correctly "
+            f"classified images (all of them {other}); the {row['split']} column is empty"
+            + ("; a weaker attack (e.g. --also-attack fgsm) leaves failed ones" if row["split"] == "failed" else ""))
+
+
+def response_tables(model_paths, models, splits, requests, *, layers, adv_from=(), batch_size=100, seed=0,
+                    progress=None) -> tuple[list[dict], list[str]]:
+    """Tables 1-5: rows per (model analysed, source of the adversarial examples, attack, split).
+
+    Each request in ``requests`` attacks every model analysed (``source = "own"``) and every model
+    in ``adv_from`` (``source = "from <name>"``: transferred to every *other* model analysed).
+    Returns the rows and notes explaining empty splits.
+    """
+    from advtf.analysis.pairs import adversarial_pairs, load_models
+
+    paths = [str(p) for p in model_paths]
+    extractors = [response_extractor(m, layers) for m in models]
+    sources = list(zip(paths, models)) + [(str(p), m) for p, m in zip(adv_from, load_models(adv_from, splits.info))
+                                          if str(p) not in paths]
+    rows, notes = [], []
+    for request in requests:
+        for source_path, source_model in sources:
+            targets = [k for k, p in enumerate(paths) if p == source_path or source_path in map(str, adv_from)]
+            if not targets:
+                continue
+            acc = {k: Accumulator(list(layers)) for k in targets}
+            for batch in adversarial_pairs(source_model, splits, request, batch_size=batch_size, seed=seed,
+                                           progress=progress, desc=f"{request.name} on {_short(source_path)}"):
+                for k in targets:
+                    diffs, clean, adv = layer_differences(extractors[k], batch["natural"], batch["image"])
+                    acc[k].add(diffs, clean, adv, batch, request.targeted)
+            for k in targets:
+                arrays = acc[k].arrays()
+                source = "own" if paths[k] == source_path else f"from {_short(source_path)}"
+                base = {"model": paths[k], "source": source, "attack": request.name,
+                        "clean_accuracy": float(arrays["clean_correct"].mean()),
+                        "adversarial_accuracy": float(arrays["adversarial_correct"].mean())}
+                for row in split_means(arrays, layers):
+                    rows.append({**base, **row})
+                    note = _empty_note(paths[k], source, request.name, row, int(arrays["clean_correct"].sum()))
+                    if note:
+                        notes.append(note)
+    return rows, notes
+
+
+def checkpoint_curves(checkpoint_dirs, splits, request, *, layers=None, batch_size=100, seed=0,
+                      progress=None) -> tuple[list[str], list[dict]]:
+    """Figures 5 and 9: mean max and total differences per layer for every epoch of every run.
+
+    Each checkpoint is attacked by ``request`` itself (its own adversarial examples, all test images).
+    Returns the layers and rows ``{run, epoch, clean_accuracy, adversarial_accuracy, <layer>_max, <layer>_total}``.
+    """
+    from advtf.analysis.pairs import checkpoint_series, load_models
+
+    series = [checkpoint_series(d) for d in checkpoint_dirs]  # all checked before any work
+    rows = []
+    for label, checkpoints in series:
+        for epoch, path in checkpoints:
+            (model,) = load_models([path], splits.info)
+            layers = list(layers or default_layers(model))
+            table, _ = response_tables([path], [model], splits, [request], layers=layers, batch_size=batch_size,
+                                       seed=seed, progress=progress)
+            row = next(r for r in table if r["split"] == "all")
+            rows.append({"run": label, "epoch": epoch, "clean_accuracy": row["clean_accuracy"],
+                         "adversarial_accuracy": row["adversarial_accuracy"],
+                         **{f"{layer}_{s}": row[f"{layer}_{s}"] for layer in layers for s in STATS}})
+    return list(layers or []), rows
+
+
+def run_response_job(model_paths, data, request, run, *, layers=None, adv_from=(), also=(), checkpoints=(),
+                     batch_size: int = 100, progress=None) -> dict:
+    """``advtf response``: Tables 1-5 for ``model_paths``, and Figures 5/9 for ``checkpoints`` runs.
+
+    ``also`` holds further :class:`~advtf.adversarial.AttackRequest` s (e.g. FGSM next to PGD, Table 4).
+    Writes ``results.json`` (``layers``, ``rows``, ``notes``, ``checkpoints``, ``definition``, attack
+    and dataset), ``response.csv/.md`` (one row per model, source, attack and split; columns
+    ``<layer>_max`` and ``<layer>_total``), ``response.png``, and with checkpoints
+    ``checkpoints.csv/.md``, ``checkpoints_max.png`` and ``checkpoints_total.png``.
+    """
+    from advtf.analysis.pairs import by_run, checkpoint_series, fingerprints, load_models
+    from advtf.plots.local import epoch_curves, response_figure
+    from advtf.runs import write_json, write_table
+
+    if not model_paths and not checkpoints:
+        raise UserError("nothing to analyse: give MODEL(s) or --checkpoints DIR")
+    splits = data.load()
+    requests = [request, *also]
+    for r in requests:
+        r.check(splits.info.num_classes)
+    for d in checkpoints:
+        checkpoint_series(d)
+    models = load_models(model_paths, splits.info)
+    load_models(adv_from, splits.info)
+    layers = list(layers) if layers else (default_layers(models[0]) if models else None)
+    for m in models:
+        response_extractor(m, layers)  # unknown layer names fail here, before any attack
+    run.inputs.update(dataset=splits.fingerprint, models=fingerprints(model_paths),
+                      adv_from=fingerprints(adv_from))
+    rows, notes = [], []
+    if models:
+        rows, notes = response_tables(model_paths, models, splits, requests, layers=layers, adv_from=adv_from,
+                                      batch_size=batch_size, seed=data.seed, progress=progress)
+        columns = ["model", "source", "attack", "split", "n", "clean_accuracy", "adversarial_accuracy",
+                   *[f"{layer}_{s}" for layer in layers for s in STATS]]
+        write_table(run.path, "response", [{**r, "model": _short(r["model"])} for r in rows], columns)
+        response_figure([r for r in rows if r["n"]], layers, run.path / "response.png")
+    curves = []
+    if checkpoints:
+        layers_ckpt, curves = checkpoint_curves(checkpoints, splits, request, layers=layers, batch_size=batch_size,
+                                                seed=data.seed, progress=progress)
+        layers = layers or layers_ckpt
+        write_table(run.path, "checkpoints", curves)
+        grouped = by_run(curves)
+        for stat in STATS:
+            panels = {f"{layer}_{stat}": layer for layer in layers_ckpt}
+            epoch_curves(grouped,
+                         list(panels), run.path / f"checkpoints_{stat}.png", ylabel=f"mean {stat} |Δ response|",
+                         title=f"{stat} local response difference ({request.name}) over epochs")
+    results = {"layers": layers, "rows": rows, "notes": notes, "checkpoints": curves,
+               "definition": {"max": "mean over images of max_{c,i,j} |f(x_adv) - f(x)|",
+                              "total": "mean over images of sum_{c,i,j} |f(x_adv) - f(x)|"},
+               **request.to_json(), "also": [r.name for r in also], "dataset": splits.info.name}
+    write_json(run.path / "results.json", results)
+    return results
