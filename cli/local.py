@@ -1,0 +1,245 @@
+"""``advtf frequency``, ``advtf perturbations``, ``advtf response``, ``advtf kernels``: local properties
+of adversarial examples (papers/000)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import click
+
+from advtf.cli.options import (data_request, dataset_options, make_attack_request, make_threat, print_summary,
+                               progress_factory, run_options, threat_options)
+
+_MODELS = click.argument("model_paths", nargs=-1, metavar="MODEL...", type=click.Path())
+_BATCH = click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
+_CHECKPOINTS = click.option("--checkpoints", multiple=True, type=click.Path(), metavar="DIR",
+                            help="A run of `advtf train --save-every-epoch` (its --out, or its epochs/ folder); "
+                                 "repeat for several runs, e.g. a weight-decay sweep.")
+
+
+def _radii(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        radii = [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers, e.g. 0,2,4,8,16") from None
+    if not radii or any(r < 0 for r in radii):
+        raise click.BadParameter(f"{value!r}: give radii >= 0, e.g. 0,2,4,8,16")
+    return radii
+
+
+def _layers(ctx, param, value):
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _attack_setup(kw):
+    """The dataset request, the attack request and the options to record, popped from ``kw``."""
+    options = dict(kw)
+    data = data_request(kw)
+    request = make_attack_request(kw, make_threat(kw))
+    return options, data, request
+
+
+def _attack_title(command: str, request, models) -> str:
+    t = request.threat
+    return f"advtf {command}: {request.name} ({t.norm}, eps={t.eps:g}, {t.steps} steps) on {len(models)} model(s)"
+
+
+def _name(path) -> str:
+    from pathlib import Path
+
+    p = Path(str(path))
+    return p.parent.name if p.name == "model.keras" else p.name
+
+
+@click.command(context_settings={"max_content_width": 100})
+@_MODELS
+@dataset_options()
+@threat_options(norm="linf", eps="8/255")
+@click.option("--radii", callback=_radii, default=None, metavar="R,R,...",
+              help="Filter radii / swap thresholds [default: every integer from 0 to past the spectrum's corner].")
+@_BATCH
+@run_options()
+def frequency(**kw):
+    """Low-/high-pass filtered and frequency-swapped accuracy, and mean spectra (Figures 1, 2, 6).
+
+    Each MODEL is attacked on the test split; its natural and adversarial images are filtered in
+    the 2-D Fourier domain (per channel, centred spectrum, a disc of radius r kept by the low-pass,
+    the rest by the high-pass) and classified, for every radius; "natural + adversarial high" keeps
+    the natural image's frequencies below r and the adversarial one's above. Give a standard and a
+    robust model to compare them in one figure.
+
+    \b
+    Example:
+      advtf frequency runs/std runs/adv --dataset fashion_mnist --test-subset 500 \\
+          --attack pgd --norm linf --eps 0.1 --steps 10 --out runs/frequency
+
+    Writes results.json, frequency.csv/.md (accuracy per model, radius and curve), spectra.json,
+    frequency.png, spectrum.png and manifest.json.
+    """
+    from advtf.analysis.frequency import run_frequency_job
+    from advtf.errors import UserError
+    from advtf.runs import RunDir
+
+    if not kw["model_paths"]:
+        raise UserError("give at least one MODEL (a .keras file or a run directory of `advtf train`)")
+    options, data, request = _attack_setup(kw)
+    with RunDir(kw["out"], overwrite=kw["overwrite"], options=options) as run:
+        results = run_frequency_job(list(kw["model_paths"]), data, request, run, radii=kw["radii"],
+                                    batch_size=kw["batch_size"], progress=progress_factory(kw["quiet"]))
+    rows = [("images", results["models"][0]["n"]), ("radii", f"{results['radii'][0]:g}..{results['radii'][-1]:g}")]
+    for m in results["models"]:
+        best = m["best_low_adversarial"]
+        rows += [(f"{_name(m['model'])}: accuracy clean / adversarial",
+                  f"{m['clean_accuracy']:.4f} / {m['adversarial_accuracy']:.4f}"),
+                 (f"{_name(m['model'])}: best low-pass adversarial", f"{best['accuracy']:.4f} at r={best['radius']:g}"),
+                 (f"{_name(m['model'])}: log|adv|/|nat| high / low freq",
+                  f"{m['log_ratio_high']:+.3f} / {m['log_ratio_low']:+.3f}")]
+    print_summary(_attack_title("frequency", request, kw["model_paths"]), rows, out=kw["out"])
+
+
+@click.command(context_settings={"max_content_width": 100})
+@_MODELS
+@dataset_options()
+@threat_options(norm="linf", eps="8/255")
+@click.option("--only", type=click.Choice(["successful", "failed", "all"]), default="successful", show_default=True,
+              help="Show images whose attack succeeded on every model, failed on the first model, or any.")
+@click.option("--count", type=click.IntRange(min=1), default=6, show_default=True, help="Images in the figure.")
+@_BATCH
+@run_options()
+def perturbations(**kw):
+    """The perturbation grid of Figures 3, 7 and 8, models side by side, with locality statistics.
+
+    For naturally correct test images: the natural image, and per MODEL the adversarial image,
+    the perturbation scaled to [0,1], its channel mean and each channel (diverging map, ±eps).
+    Put the robust model first for Figure 8 (--only failed judges the first model).
+
+    \b
+    Example:
+      advtf perturbations runs/adv runs/std --dataset fashion_mnist --test-subset 200 \\
+          --attack pgd --norm linf --eps 0.1 --only successful --out runs/perturbations
+
+    Writes results.json, perturbations.csv/.md (per model: share of entries at ±eps, neighbour
+    sign agreement, neighbour difference / eps, high-frequency energy share), examples.csv/.md,
+    perturbations.png and manifest.json.
+    """
+    from advtf.analysis.perturbations import STATS, run_perturbations_job
+    from advtf.errors import UserError
+    from advtf.runs import RunDir
+
+    if not kw["model_paths"]:
+        raise UserError("give at least one MODEL (a .keras file or a run directory of `advtf train`)")
+    options, data, request = _attack_setup(kw)
+    with RunDir(kw["out"], overwrite=kw["overwrite"], options=options) as run:
+        results = run_perturbations_job(list(kw["model_paths"]), data, request, run, only=kw["only"],
+                                        count=kw["count"], batch_size=kw["batch_size"],
+                                        progress=progress_factory(kw["quiet"]))
+    rows = [("images shown", len(results["shown"]))]
+    for m in results["models"]:
+        rows.append((f"{_name(m['model'])}: success rate", m["success_rate"]))
+        rows += [(f"{_name(m['model'])}: {s}", m[s]) for s in STATS]
+    if results["note"]:
+        rows.append(("note", results["note"]))
+    print_summary(_attack_title("perturbations", request, kw["model_paths"]), rows, out=kw["out"])
+
+
+@click.command(context_settings={"max_content_width": 100})
+@_MODELS
+@click.option("--compare", multiple=True, type=click.Path(), metavar="MODEL",
+              help="Another model analysed next to the first (repeatable), e.g. the robust one (Table 1).")
+@dataset_options()
+@threat_options(norm="linf", eps="8/255")
+@click.option("--layers", callback=_layers, default=None, metavar="NAME,NAME,...",
+              help="Endpoints to compare [default: conv1,layer0,...,layer4 on ResNet-18, else m0..mK].")
+@click.option("--adv-from", multiple=True, type=click.Path(), metavar="MODEL",
+              help="Also measure adversarial examples made on MODEL on every other model (transfer, "
+                   "Tables 3, 5; repeatable).")
+@click.option("--also-attack", multiple=True, metavar="NAME",
+              help="A further attack with the same norm and eps and its own default steps, e.g. fgsm (Table 4).")
+@_CHECKPOINTS
+@_BATCH
+@run_options()
+def response(**kw):
+    """Local response differences per layer between natural and adversarial images (Tables 1-5, Figures 5, 9).
+
+    Per image and layer: max = the largest |f(x_adv) - f(x)| over the layer's responses, total =
+    their sum; both averaged over images, for all images and split into successful / failed
+    attacks among naturally correct ones. One forward pass per batch yields every layer.
+
+    \b
+    Examples:
+      advtf response runs/std --compare runs/adv --adv-from runs/std --adv-from runs/adv \\
+          --also-attack fgsm --attack pgd --norm linf --eps 0.1 --test-subset 500 --out runs/response
+      advtf response --checkpoints runs/adv-wd1e-4 --checkpoints runs/adv-wd1e-3 \\
+          --norm linf --eps 0.1 --test-subset 200 --out runs/response-epochs
+
+    Writes results.json, response.csv/.md, response.png, and with --checkpoints
+    checkpoints.csv/.md, checkpoints_max.png and checkpoints_total.png; manifest.json.
+    """
+    from advtf.analysis.response import run_response_job
+    from advtf.attacks import attack_spec
+    from advtf.errors import UserError
+    from advtf.runs import RunDir
+
+    models = list(kw.pop("model_paths")) + list(kw.pop("compare"))
+    if not models and not kw["checkpoints"]:
+        raise UserError("give a MODEL (and --compare MODEL ...) or --checkpoints DIR")
+    also = list(kw.pop("also_attack"))
+    options, data, request = _attack_setup(kw)
+    options["model_paths"] = models
+    extra = [dataclasses.replace(request, name=name, options={}, threat=dataclasses.replace(
+        request.threat, steps=attack_spec(name).default_steps, step_size=None)) for name in also]
+    with RunDir(kw["out"], overwrite=kw["overwrite"], options=options) as run:
+        results = run_response_job(models, data, request, run, layers=kw["layers"], adv_from=list(kw["adv_from"]),
+                                   also=extra, checkpoints=list(kw["checkpoints"]), batch_size=kw["batch_size"],
+                                   progress=progress_factory(kw["quiet"]))
+    layers = results["layers"]
+    rows = [("layers", ",".join(layers))]
+    for r in results["rows"]:
+        if r["n"]:
+            rows.append((f"{_name(r['model'])} {r['source']} {r['attack']} {r['split']} (n={r['n']}) max",
+                         " ".join(f"{r[f'{layer}_max']:.3g}" for layer in layers)))
+    if results["checkpoints"]:
+        rows.append(("checkpoints evaluated", len(results["checkpoints"])))
+    rows += [("note", n) for n in results["notes"]]
+    print_summary(_attack_title("response", request, models), rows, out=kw["out"])
+
+
+@click.command(context_settings={"max_content_width": 100})
+@_MODELS
+@_CHECKPOINTS
+@run_options()
+def kernels(**kw):
+    """Kernel smoothness per convolutional layer: magnitude, within-kernel variance, total variation.
+
+    Each 2-D kernel slice (one per input/output channel pair of a Conv2D layer) gets its variance
+    and anisotropic total variation; magnitudes are mean |w| and the l2 norm. With --checkpoints,
+    the model-wide values over epochs, one line per run (Figure 5a of a weight-decay sweep).
+
+    \b
+    Examples:
+      advtf kernels runs/std runs/adv --out runs/kernels
+      advtf kernels --checkpoints runs/adv-wd1e-4 --checkpoints runs/adv --checkpoints runs/adv-wd1e-3 \\
+          --out runs/kernels-wd
+
+    Writes results.json, kernels.csv/.md (per layer), summary.csv/.md (per model), kernels.png,
+    and with --checkpoints checkpoints.csv/.md and checkpoints.png; manifest.json.
+    """
+    from advtf.analysis.kernels import STATS, run_kernels_job
+    from advtf.runs import RunDir
+
+    options = dict(kw)
+    with RunDir(kw["out"], overwrite=kw["overwrite"], options=options) as run:
+        results = run_kernels_job(list(kw["model_paths"]), run, checkpoints=list(kw["checkpoints"]))
+    rows = []
+    for m in results["models"]:
+        s = m["summary"]
+        rows.append((f"{_name(m['model'])} ({s['layers']} conv layers)",
+                     "  ".join(f"{k}={s[k]:.4g}" if s[k] is not None else f"{k}=n/a" for k in STATS)))
+    runs = {}
+    for row in results["checkpoints"]:
+        runs[row["run"]] = row
+    rows += [(f"{name}, epoch {row['epoch']}", f"mean_abs={row['mean_abs']:.4g}  tv={row['tv']:.4g}")
+             for name, row in runs.items()]
+    print_summary("advtf kernels: kernel smoothness", rows, out=kw["out"])
