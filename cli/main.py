@@ -29,6 +29,8 @@ COMMANDS = {
                       "Adversarial perturbations side by side, with local-consistency statistics."),
     "response": ("advtf.cli.local", "response", "Local response differences per layer, natural vs adversarial."),
     "kernels": ("advtf.cli.local", "kernels", "Kernel smoothness per conv layer (magnitude, variance, TV)."),
+    "robustify": ("advtf.cli.derived", "robustify", "Robustified test set R_eps from a model's representation."),
+    "relabel": ("advtf.cli.derived", "relabel", "Zero-robust / negative-robust relabeled dataset (targeted attacks)."),
     "datasets": ("advtf.cli.info", "datasets", "List registered datasets and where they are found."),
     "models": ("advtf.cli.info", "models", "List registered models."),
     "attacks": ("advtf.cli.info", "attacks", "List registered attacks, their norms and options."),

@@ -47,39 +47,50 @@ def _compose(*decorators):
     return apply
 
 
-def dataset_options(default: str = "fashion_mnist", validation: float = 0.0):
-    """``--dataset``, ``--data-dir``, ``--image-size``, subsets, ``--validation``, ``--seed``."""
-    return _compose(
-        click.option("--dataset", default=default, show_default=True, metavar="NAME|DIR",
-                     help="A registered dataset (see `advtf datasets`) or a directory written by an advtf command."),
-        click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-                     help="Where the dataset's files are (idx files, a tensorflow-datasets data_dir)."),
-        click.option("--image-size", type=click.IntRange(min=8), default=None,
-                     help="Resize images to this side (imagenette; victims of another size)."),
-        click.option("--train-subset", type=click.IntRange(min=1), default=None, metavar="N",
-                     help="Use N training images, drawn deterministically by --seed."),
-        click.option("--test-subset", type=click.IntRange(min=1), default=None, metavar="N",
-                     help="Use N test images, drawn deterministically by --seed."),
-        click.option("--validation", type=NUMBER, default=validation, show_default=True,
-                     help="Held-out part of the training split: a fraction (0.1) or a count (500)."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsets, order and noise."),
-    )
+def dataset_options(default: str = "fashion_mnist", validation: float = 0.0, *, only: tuple[str, ...] | None = None):
+    """``--dataset``, ``--data-dir``, ``--image-size``, subsets, ``--validation``, ``--seed``.
+
+    ``only`` keeps the options of these parameter names (e.g. ``("data_dir", "test_subset", "seed")``)
+    for commands that take their datasets another way; :func:`data_request` fills in the rest.
+    """
+    opts = {
+        "dataset": click.option("--dataset", default=default, show_default=True, metavar="NAME|DIR",
+                                help="A registered dataset (see `advtf datasets`) or a directory written by an "
+                                     "advtf command."),
+        "data_dir": click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                                 help="Where the dataset's files are (idx files, a tensorflow-datasets data_dir)."),
+        "image_size": click.option("--image-size", type=click.IntRange(min=8), default=None,
+                                   help="Resize images to this side (imagenette; victims of another size)."),
+        "train_subset": click.option("--train-subset", type=click.IntRange(min=1), default=None, metavar="N",
+                                     help="Use N training images, drawn deterministically by --seed."),
+        "test_subset": click.option("--test-subset", type=click.IntRange(min=1), default=None, metavar="N",
+                                    help="Use N test images, drawn deterministically by --seed."),
+        "validation": click.option("--validation", type=NUMBER, default=validation, show_default=True,
+                                   help="Held-out part of the training split: a fraction (0.1) or a count (500)."),
+        "seed": click.option("--seed", type=int, default=0, show_default=True,
+                             help="Seed for subsets, order and noise."),
+    }
+    return _compose(*(o for name, o in opts.items() if only is None or name in only))
 
 
 def data_request(kwargs: dict):
-    """Pops the dataset options out of ``kwargs`` into an :class:`advtf.inputs.DataRequest`."""
+    """Pops the dataset options out of ``kwargs`` into an :class:`advtf.inputs.DataRequest`.
+
+    Options a command does not take (``dataset_options(only=...)``) keep the request's defaults.
+    """
     from advtf.inputs import DataRequest
 
-    validation = kwargs.pop("validation")
+    validation = kwargs.pop("validation", 0.0)
     return DataRequest(
-        dataset=kwargs.pop("dataset"), data_dir=kwargs.pop("data_dir"), image_size=kwargs.pop("image_size"),
-        train_subset=kwargs.pop("train_subset"), test_subset=kwargs.pop("test_subset"),
-        validation=int(validation) if validation >= 1 else float(validation), seed=kwargs["seed"],
+        dataset=kwargs.pop("dataset", DataRequest.dataset), data_dir=kwargs.pop("data_dir", None),
+        image_size=kwargs.pop("image_size", None), train_subset=kwargs.pop("train_subset", None),
+        test_subset=kwargs.pop("test_subset", None),
+        validation=int(validation) if validation >= 1 else float(validation), seed=kwargs.get("seed", 0),
     )
 
 
 def threat_options(*, steps_flag: str = "--steps", norm: str = "l2", eps: str = "0.5", steps: int | None = None,
-                   attack: bool = True):
+                   step_size: str | None = None, attack: bool = True):
     """``--attack``, ``--norm``, ``--eps``, steps, ``--step-size``, ``--restarts`` (and ``-O`` options)."""
     from advtf.attacks import ATTACKS, NORMS
 
@@ -90,8 +101,9 @@ def threat_options(*, steps_flag: str = "--steps", norm: str = "l2", eps: str = 
         click.option("--eps", type=NUMBER, default=eps, show_default=True,
                      help="Radius of the threat ball in [0,1] pixel units (8/255 is fine)."),
         click.option(steps_flag, "steps", type=int, default=steps, show_default=steps is not None, help=steps_help),
-        click.option("--step-size", type=NUMBER, default=None,
-                     help="Attack step size [default: 2.5*eps/steps, Madry et al.'s convention]."),
+        click.option("--step-size", type=NUMBER, default=step_size, show_default=step_size is not None,
+                     help="Attack step size." if step_size is not None else
+                     "Attack step size [default: 2.5*eps/steps, Madry et al.'s convention]."),
         click.option("--restarts", type=int, default=1, show_default=True,
                      help="Random restarts; the worst case per example is kept."),
     ]
@@ -159,6 +171,25 @@ def parse_attack_options(kwargs: dict) -> dict:
             raise UserError(f"-O {item!r}: write attack options as KEY=VALUE, e.g. -O confidence=10")
         raw[key.strip().replace("-", "_")] = value.strip()
     return coerce_options(kwargs["attack"], raw)
+
+
+def parse_pairs(items, option: str, example: str = "standard=runs/std") -> dict[str, str]:
+    """``{name: value}`` of a repeatable ``NAME=VALUE`` option, in the given order.
+
+    Raises:
+        UserError: an item without ``=`` or with an empty side, or a name given twice.
+    """
+    from advtf.errors import UserError
+
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not name or not value:
+            raise UserError(f"{option} {item!r}: write NAME=VALUE, e.g. {option} {example}")
+        if name in out:
+            raise UserError(f"{option} {name} is given twice; give every {option} a distinct name")
+        out[name] = value
+    return out
 
 
 def run_options(*, resumable: bool = False):

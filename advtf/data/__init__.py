@@ -11,7 +11,7 @@ Example::
     train = make_batches(splits.train, 128, training=True, augment=splits.info.natural_images)
 """
 
-from advtf.data.batching import make_batches
+from advtf.data.batching import make_batches, split_arrays
 from advtf.data.info import DatasetInfo, DataSplits
 from advtf.data.loading import load_dataset
 from advtf.data.registry import RawSplits, list_datasets, register_dataset
@@ -36,5 +36,6 @@ __all__ = [
     "make_batches",
     "register_dataset",
     "save_dataset",
+    "split_arrays",
     "write_saved_dataset",
 ]

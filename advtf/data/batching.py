@@ -79,3 +79,19 @@ def make_batches(
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def split_arrays(ds: tf.data.Dataset, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """All ``(image, label)`` pairs of an unbatched split as numpy arrays, in order.
+
+    For analyses that need random access to a split (e.g. robustification's seed images);
+    a split of N images of shape S takes N * prod(S) * 4 bytes.
+    """
+    images, labels = [], []
+    for x, y in ds.batch(batch_size).prefetch(2):
+        images.append(x.numpy())
+        labels.append(y.numpy())
+    if not images:
+        shape = tuple(tf.nest.flatten(ds.element_spec)[0].shape)
+        return np.zeros((0, *shape), np.float32), np.zeros((0,), np.int32)
+    return np.concatenate(images).astype(np.float32), np.concatenate(labels).astype(np.int32)

@@ -1,0 +1,123 @@
+"""Resumable per-example work in chunks: finished chunks kept on disk until the job completes.
+
+Robustifying or relabeling a whole split takes hours at the papers' scale; a job cut short
+(Ctrl-C, a lost machine) continues with ``--resume`` from its last finished chunk. Each chunk
+is a set of ``.npy`` arrays (read back with ``allow_pickle=False``), and ``chunks/checkpoint``
+records the job's parameters and the finished chunks: a resume with other parameters is refused,
+so one dataset never mixes two settings. (``RunDir`` keeps a failed partial directory when it
+holds a file named ``checkpoint``.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from advtf.errors import UserError
+from advtf.runs import read_json, write_json
+
+CHECKPOINT = "checkpoint"
+
+
+def _normalised(obj: Any) -> Any:
+    """``obj`` as it reads back from JSON, so stored and new parameters compare equal."""
+    return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+class ChunkStore:
+    """Finished chunks of a job under ``<workdir>/chunks``.
+
+    Args:
+        workdir: the run's partial directory.
+        parameters: everything that determines the result; a resumed job must match them.
+    """
+
+    def __init__(self, workdir: str | os.PathLike, parameters: dict[str, Any]):
+        self.directory = Path(workdir) / "chunks"
+        self.parameters = _normalised(parameters)
+        checkpoint = self.directory / CHECKPOINT
+        if checkpoint.exists():
+            stored = read_json(checkpoint)
+            if stored.get("parameters") != self.parameters:
+                changed = sorted(k for k in set(stored.get("parameters", {})) | set(self.parameters)
+                                 if stored.get("parameters", {}).get(k) != self.parameters.get(k))
+                raise UserError(f"the interrupted run was started with other options ({', '.join(changed)}); "
+                                "resume with the same options, or pass --overwrite to start again")
+            self._done = set(int(i) for i in stored.get("done", []))
+        else:
+            self._done = set()  # the checkpoint appears with the first finished chunk
+
+    def _write_checkpoint(self) -> None:
+        write_json(self.directory / CHECKPOINT, {"parameters": self.parameters, "done": sorted(self._done)})
+
+    def _path(self, index: int, key: str) -> Path:
+        return self.directory / f"chunk_{index:05d}.{key}.npy"
+
+    def is_done(self, index: int) -> bool:
+        return index in self._done
+
+    @property
+    def done(self) -> set[int]:
+        return set(self._done)
+
+    def save(self, index: int, arrays: dict[str, np.ndarray]) -> None:
+        """Stores one finished chunk (each array written aside and renamed, then the checkpoint)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for key, value in arrays.items():
+            if not key.isidentifier():
+                raise ValueError(f"chunk array names must be identifiers, got {key!r}")
+            path = self._path(index, key)
+            tmp = path.with_name(f".{path.name}.tmp")
+            with open(tmp, "wb") as f:
+                np.save(f, np.asarray(value), allow_pickle=False)
+            os.replace(tmp, path)
+        self._done.add(index)
+        self._write_checkpoint()
+
+    def load(self, index: int, keys: list[str]) -> dict[str, np.ndarray]:
+        """One finished chunk's arrays (memory-mapped, never unpickled)."""
+        if index not in self._done:
+            raise KeyError(f"chunk {index} is not finished")
+        out = {}
+        for key in keys:
+            try:
+                out[key] = np.load(self._path(index, key), mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise UserError(f"chunk {index} of the interrupted run is unreadable ({e}); "
+                                "pass --overwrite to start again") from None
+        return out
+
+    def iterate(self, count: int, keys: list[str]) -> Iterator[dict[str, np.ndarray]]:
+        """Chunks ``0 .. count-1`` in order (all must be finished)."""
+        for index in range(count):
+            yield self.load(index, keys)
+
+    def remove(self) -> None:
+        """Deletes the resume state once the job's outputs are written."""
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def chunk_ranges(n: int, chunk_size: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` index ranges of ``n`` examples in chunks of ``chunk_size``."""
+    if chunk_size < 1:
+        raise UserError(f"chunk size must be >= 1 (got {chunk_size}); fix --chunk-size")
+    return [(start, min(start + chunk_size, n)) for start in range(0, n, chunk_size)]
+
+
+def chunks_dataset(store: ChunkStore, count: int, keys: list[str]):
+    """The finished chunks ``0 .. count-1`` as one unbatched ``tf.data.Dataset`` of dicts, streamed."""
+    import tensorflow as tf
+
+    first = store.load(0, keys)
+    signature = {k: tf.TensorSpec((None, *first[k].shape[1:]), tf.as_dtype(first[k].dtype)) for k in keys}
+
+    def generate():
+        for chunk in store.iterate(count, keys):
+            yield {k: np.asarray(v) for k, v in chunk.items()}
+
+    return tf.data.Dataset.from_generator(generate, output_signature=signature).unbatch()
