@@ -131,6 +131,42 @@ def high_frequency_share(log_spectrum: np.ndarray, radius: float) -> float:
     return float(log_spectrum[far].mean()) if far.any() else float("nan")
 
 
+def _measure(model, splits, request, masks, *, batch_size, seed, progress, desc, natural: bool) -> dict:
+    """Attacks the test split and accumulates the filter counts and log spectra of one model."""
+    from advtf.analysis.pairs import adversarial_pairs
+
+    height, width = masks.shape[1:]
+    out = {"counts": np.zeros((len(masks), len(CURVES)), np.int64), "adversarial_log": np.zeros((height, width)),
+           "natural_log": np.zeros((height, width)), "clean": 0, "after": 0, "n": 0}
+    for rows in adversarial_pairs(model, splits, request, batch_size=batch_size, seed=seed, progress=progress,
+                                  desc=desc):
+        out["counts"] += frequency_correct(model, rows["natural"], rows["image"], rows["label"], masks)
+        out["adversarial_log"] += log_amplitude_sum(rows["image"])
+        if natural:
+            out["natural_log"] += log_amplitude_sum(rows["natural"])
+        out["clean"] += int(rows["clean_correct"].sum())
+        out["after"] += int(rows["adversarial_correct"].sum())
+        out["n"] += len(rows["label"])
+    if out["n"] == 0:
+        raise UserError("the test split is empty; nothing to analyse")
+    return out
+
+
+def _model_entry(path, measured: dict, natural_log: np.ndarray, radii, high_radius: float) -> dict:
+    n = measured["n"]
+    acc = measured["counts"] / n
+    adv_log = measured["adversarial_log"] / n
+    diff = adv_log - natural_log
+    far = radial_distance(*natural_log.shape) >= high_radius
+    best = int(np.argmax(acc[:, 1]))
+    return {"model": str(path), "n": n, "clean_accuracy": measured["clean"] / n,
+            "adversarial_accuracy": measured["after"] / n,
+            "curves": {c: acc[:, k].tolist() for k, c in enumerate(CURVES)},
+            "best_low_adversarial": {"radius": radii[best], "accuracy": float(acc[best, 1])},
+            "log_ratio_high": float(diff[far].mean()), "log_ratio_low": float(diff[~far].mean()),
+            "adversarial_spectrum": adv_log}
+
+
 def run_frequency_job(model_paths, data, request, run, *, radii=None, batch_size: int = 100,
                       progress=None) -> dict:
     """Figures 1, 2 and 6 for every model: filtered and frequency-swapped accuracy, spectra.
@@ -146,7 +182,7 @@ def run_frequency_job(model_paths, data, request, run, *, radii=None, batch_size
     ``best_low_adversarial`` {radius, accuracy}, ``log_ratio_high`` and ``log_ratio_low`` (mean of
     log|adv| - log|nat| at distance >= / < ``high_radius``)), ``attack``, ``threat``, ``dataset``.
     """
-    from advtf.analysis.pairs import adversarial_pairs, fingerprints, load_models
+    from advtf.analysis.pairs import fingerprints, load_models
     from advtf.plots.local import frequency_figure, spectrum_figure
     from advtf.runs import write_json, write_table
 
@@ -157,51 +193,23 @@ def run_frequency_job(model_paths, data, request, run, *, radii=None, batch_size
     masks = low_pass_masks(height, width, radii)
     models = load_models(model_paths, splits.info)
     run.inputs.update(dataset=splits.fingerprint, models=fingerprints(model_paths))
-    natural_log, per_model = None, []
-    for index, (path, model) in enumerate(zip(model_paths, models)):
-        counts = np.zeros((len(radii), len(CURVES)), np.int64)
-        adv_log, clean, after, n = np.zeros((height, width)), 0, 0, 0
-        nat_sum = np.zeros((height, width))
-        for rows in adversarial_pairs(model, splits, request, batch_size=batch_size, seed=data.seed,
-                                      progress=progress, desc=f"{request.name} + filters, model {index + 1}"):
-            counts += frequency_correct(model, rows["natural"], rows["image"], rows["label"], masks)
-            adv_log += log_amplitude_sum(rows["image"])
-            if natural_log is None:
-                nat_sum += log_amplitude_sum(rows["natural"])
-            clean += int(rows["clean_correct"].sum())
-            after += int(rows["adversarial_correct"].sum())
-            n += len(rows["label"])
-        if n == 0:
-            raise UserError(f"the test split of {data.dataset} is empty; nothing to analyse")
-        natural_log = nat_sum / n if natural_log is None else natural_log
-        per_model.append({"model": str(path), "n": n, "clean_accuracy": clean / n, "adversarial_accuracy": after / n,
-                          "counts": counts, "adversarial_log": adv_log / n})
+    measured = [_measure(model, splits, request, masks, batch_size=batch_size, seed=data.seed, progress=progress,
+                         desc=f"{request.name} + filters, model {k + 1}", natural=k == 0)
+                for k, model in enumerate(models)]
+    natural_log = measured[0]["natural_log"] / measured[0]["n"]
     high_radius = min(height, width) / 4
-    results_models, table = [], []
-    for entry in per_model:
-        acc = entry.pop("counts") / entry["n"]
-        adv_log = entry.pop("adversarial_log")
-        diff = adv_log - natural_log
-        far = radial_distance(height, width) >= high_radius
-        best = int(np.argmax(acc[:, 1]))
-        entry.update(curves={c: acc[:, k].tolist() for k, c in enumerate(CURVES)},
-                     best_low_adversarial={"radius": radii[best], "accuracy": float(acc[best, 1])},
-                     log_ratio_high=float(diff[far].mean()), log_ratio_low=float(diff[~far].mean()),
-                     adversarial_spectrum=adv_log)
-        results_models.append(entry)
-        table += [{"model": entry["model"], "radius": r, **{c: round(float(acc[i, k]), 4) for k, c in enumerate(CURVES)}}
-                  for i, r in enumerate(radii)]
+    entries = [_model_entry(p, m, natural_log, radii, high_radius) for p, m in zip(model_paths, measured)]
+    table = [{"model": e["model"], "radius": r, **{c: round(e["curves"][c][i], 4) for c in CURVES}}
+             for e in entries for i, r in enumerate(radii)]
     write_table(run.path, "frequency", table, ["model", "radius", *CURVES])
     write_json(run.path / "spectra.json", {
         "note": "mean over images and channels of log(|fftshift(fft2(x))| + 1e-6), centred, [H][W]",
-        "natural": natural_log, **{m["model"]: m["adversarial_spectrum"] for m in results_models}})
-    frequency_figure(radii, results_models, run.path / "frequency.png", curves=CURVES,
+        "natural": natural_log, **{e["model"]: e["adversarial_spectrum"] for e in entries}})
+    frequency_figure(radii, entries, run.path / "frequency.png", curves=CURVES,
                      title=f"{request.name} ({request.threat.norm}, eps={request.threat.eps:g})")
-    spectrum_figure(natural_log, [(m["model"], m["adversarial_spectrum"]) for m in results_models],
+    spectrum_figure(natural_log, [(e["model"], e.pop("adversarial_spectrum")) for e in entries],
                     run.path / "spectrum.png")
-    for m in results_models:
-        m.pop("adversarial_spectrum")
     results = {"radii": radii, "max_radius": max_radius(height, width), "high_radius": high_radius,
-               "models": results_models, **request.to_json(), "dataset": splits.info.name}
+               "models": entries, **request.to_json(), "dataset": splits.info.name}
     write_json(run.path / "results.json", results)
     return results

@@ -133,6 +133,14 @@ def _short(path) -> str:
     return p.parent.name if p.name == "model.keras" else p.name
 
 
+def _key(path) -> str:
+    """A model path compared by what it names (``runs/std``, ``runs/std/`` and ``runs/std/model.keras`` agree)."""
+    from pathlib import Path
+
+    p = Path(str(path)).resolve()
+    return str(p.parent if p.name == "model.keras" else p)
+
+
 def _empty_note(model: str, source: str, attack: str, row: dict, total: int) -> str | None:
     if row["n"] or row["split"] == "all":
         return None
@@ -142,24 +150,25 @@ def _empty_note(model: str, source: str, attack: str, row: dict, total: int) -> 
             + ("; a weaker attack (e.g. --also-attack fgsm) leaves failed ones" if row["split"] == "failed" else ""))
 
 
-def response_tables(model_paths, models, splits, requests, *, layers, adv_from=(), batch_size=100, seed=0,
-                    progress=None) -> tuple[list[dict], list[str]]:
+def response_tables(model_paths, models, splits, requests, *, layers, adv_from=(), adv_models=(), batch_size=100,
+                    seed=0, progress=None) -> tuple[list[dict], list[str]]:
     """Tables 1-5: rows per (model analysed, source of the adversarial examples, attack, split).
 
     Each request in ``requests`` attacks every model analysed (``source = "own"``) and every model
-    in ``adv_from`` (``source = "from <name>"``: transferred to every *other* model analysed).
-    Returns the rows and notes explaining empty splits.
+    in ``adv_from`` (loaded as ``adv_models``; ``source = "from <name>"``: transferred to every
+    *other* model analysed). Returns the rows and notes explaining empty splits.
     """
-    from advtf.analysis.pairs import adversarial_pairs, load_models
+    from advtf.analysis.pairs import adversarial_pairs
 
     paths = [str(p) for p in model_paths]
     extractors = [response_extractor(m, layers) for m in models]
-    sources = list(zip(paths, models)) + [(str(p), m) for p, m in zip(adv_from, load_models(adv_from, splits.info))
-                                          if str(p) not in paths]
+    keys = [_key(p) for p in paths]
+    transfer = [_key(p) for p in adv_from]
+    sources = list(zip(paths, models)) + [(str(p), m) for p, m in zip(adv_from, adv_models) if _key(p) not in keys]
     rows, notes = [], []
     for request in requests:
         for source_path, source_model in sources:
-            targets = [k for k, p in enumerate(paths) if p == source_path or source_path in map(str, adv_from)]
+            targets = [k for k, p in enumerate(keys) if p == _key(source_path) or _key(source_path) in transfer]
             if not targets:
                 continue
             acc = {k: Accumulator(list(layers)) for k in targets}
@@ -170,7 +179,7 @@ def response_tables(model_paths, models, splits, requests, *, layers, adv_from=(
                     acc[k].add(diffs, clean, adv, batch, request.targeted)
             for k in targets:
                 arrays = acc[k].arrays()
-                source = "own" if paths[k] == source_path else f"from {_short(source_path)}"
+                source = "own" if keys[k] == _key(source_path) else f"from {_short(source_path)}"
                 base = {"model": paths[k], "source": source, "attack": request.name,
                         "clean_accuracy": float(arrays["clean_correct"].mean()),
                         "adversarial_accuracy": float(arrays["adversarial_correct"].mean())}
@@ -213,7 +222,7 @@ def run_response_job(model_paths, data, request, run, *, layers=None, adv_from=(
     ``also`` holds further :class:`~advtf.adversarial.AttackRequest` s (e.g. FGSM next to PGD, Table 4).
     Writes ``results.json`` (``layers``, ``rows``, ``notes``, ``checkpoints``, ``definition``, attack
     and dataset), ``response.csv/.md`` (one row per model, source, attack and split; columns
-    ``<layer>_max`` and ``<layer>_total``), ``response.png``, and with checkpoints
+    ``<layer>_max`` and ``<layer>_total``), ``response.png`` (the "all" rows), and with checkpoints
     ``checkpoints.csv/.md``, ``checkpoints_max.png`` and ``checkpoints_total.png``.
     """
     from advtf.analysis.pairs import by_run, checkpoint_series, fingerprints, load_models
@@ -229,7 +238,7 @@ def run_response_job(model_paths, data, request, run, *, layers=None, adv_from=(
     for d in checkpoints:
         checkpoint_series(d)
     models = load_models(model_paths, splits.info)
-    load_models(adv_from, splits.info)
+    adv_models = load_models(adv_from, splits.info)
     layers = list(layers) if layers else (default_layers(models[0]) if models else None)
     for m in models:
         response_extractor(m, layers)  # unknown layer names fail here, before any attack
@@ -238,11 +247,11 @@ def run_response_job(model_paths, data, request, run, *, layers=None, adv_from=(
     rows, notes = [], []
     if models:
         rows, notes = response_tables(model_paths, models, splits, requests, layers=layers, adv_from=adv_from,
-                                      batch_size=batch_size, seed=data.seed, progress=progress)
+                                      adv_models=adv_models, batch_size=batch_size, seed=data.seed, progress=progress)
         columns = ["model", "source", "attack", "split", "n", "clean_accuracy", "adversarial_accuracy",
                    *[f"{layer}_{s}" for layer in layers for s in STATS]]
         write_table(run.path, "response", [{**r, "model": _short(r["model"])} for r in rows], columns)
-        response_figure([r for r in rows if r["n"]], layers, run.path / "response.png")
+        response_figure([r for r in rows if r["split"] == "all"], layers, run.path / "response.png")
     curves = []
     if checkpoints:
         layers_ckpt, curves = checkpoint_curves(checkpoints, splits, request, layers=layers, batch_size=batch_size,

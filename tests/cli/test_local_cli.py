@@ -128,6 +128,11 @@ def test_bad_input(models, tmp_path):
                       words="unknown endpoint", out=out)
     assert_user_error(run("frequency", models / "std", "--dataset", "fashion_mnist", "--test-subset", "4", "--quiet",
                           *ATTACK, "--out", out), words="expects", out=out)
+    from advtf.models import create_model, save_model
+
+    three = save_model(create_model("test_cnn", input_shape=(16, 16, 1), num_classes=3), tmp_path / "three.keras")
+    assert_user_error(run("response", models / "std", "--compare", three, *DATA, *ATTACK, "--out", out),
+                      words="predicts 3 classes", out=out)
     assert_user_error(run("response", "--checkpoints", tmp_path, *DATA, "--out", out), words="epoch_NNN", out=out)
     assert_user_error(run("kernels", "--out", out), words="nothing to analyse", out=out)
     assert_user_error(run("frequency", models / "std", *DATA, "--attack", "nope", "--out", out), words="nope", out=out)
