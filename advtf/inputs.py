@@ -50,6 +50,31 @@ def load_trained_model(path: str | Path, image_shape=None):
     return model
 
 
+def check_model_fits(model, info, *, what: str) -> None:
+    """UserError, prefixed with ``what``, unless ``model`` takes ``info``'s images and predicts its classes."""
+    from advtf.models import input_fits
+
+    try:
+        input_fits(model, info.image_shape)
+    except UserError as e:
+        raise UserError(f"{what}: {e}") from None
+    classes = model.output_shape[-1]
+    if classes != info.num_classes:
+        raise UserError(f"{what}: the model predicts {classes} classes but {info.name} has {info.num_classes}; "
+                        f"pass a model trained on {info.name}")
+
+
+def load_named_models(paths: dict[str, str | Path], option: str) -> dict:
+    """``{name: model}`` of ``{name: path}``; a load error names the option and entry (``--victim a: ...``)."""
+    models = {}
+    for name, path in paths.items():
+        try:
+            models[name] = load_trained_model(path)
+        except UserError as e:
+            raise UserError(f"{option} {name}: {e}") from None
+    return models
+
+
 def model_fingerprint(path: str | Path) -> dict:
     """Path and sha256 of a model file, for manifests."""
     from advtf.runs import sha256_file
