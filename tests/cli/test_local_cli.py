@@ -4,30 +4,14 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-
-from advtf.cli.main import advtf
+from test_attack_cli import assert_user_error, run  # the shared CliRunner helpers
 
 DATA = ["--dataset", "digits", "--test-subset", "24", "--quiet"]
 ATTACK = ["--attack", "pgd", "--norm", "linf", "--eps", "0.1", "--steps", "2"]
 
 
-def run(*args):
-    return CliRunner().invoke(advtf, [str(a) for a in args], catch_exceptions=False)
-
-
 def assert_ok(result):
     assert result.exit_code == 0, result.output + result.stderr
-
-
-def assert_user_error(result, *, words, out=None):
-    assert result.exit_code == 2, (result.exit_code, result.output, result.stderr)
-    assert "Traceback" not in result.output + result.stderr
-    message = result.stderr.strip()
-    assert len(message.splitlines()) == 1, message
-    assert words.lower() in message.lower(), message
-    if out is not None:
-        assert not out.exists() and not out.with_name(out.name + ".partial").exists()
 
 
 @pytest.fixture(scope="module")
