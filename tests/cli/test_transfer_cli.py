@@ -5,18 +5,10 @@ import json
 
 import numpy as np
 import pytest
-import tensorflow as tf
-from click.testing import CliRunner
-from test_attack_cli import assert_user_error
-
-from advtf.cli.main import advtf
+from test_attack_cli import _saved, assert_user_error, run
 
 SUBSET = ["--test-subset", "40", "--quiet"]
 ATTACK = ["--dataset", "digits", *SUBSET, "--eps", "2", "--steps", "3", "--step-size", "0.5"]
-
-
-def run(*args):
-    return CliRunner().invoke(advtf, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
@@ -30,35 +22,22 @@ def models(tmp_path_factory):
                      "40", "--batch-size", "50", "--optimizer", "adam", "--lr", "0.01", "--weight-decay", "0",
                      "--epochs", epochs, "--eval-steps", "1", "--seed", seed, "--quiet", "--out", out[name])
         assert result.exit_code == 0, result.output + result.stderr
-    out["copy"] = _saved(root / "copy", *_digits_test())
+    out["copy"] = _saved(root / "copy", *_test_arrays("digits"), 10)
     return out
 
 
-def _digits_test():
+def _test_arrays(dataset, test_subset=None):
     from advtf.data import load_dataset
 
-    splits = load_dataset("digits")
-    x, y = (np.stack(v) for v in zip(*splits.test.as_numpy_iterator()))
-    return x, y, splits.info
-
-
-def _saved(directory, images, labels, info, **changes):
-    import dataclasses
-
-    from advtf.data import write_saved_dataset
-
-    ds = tf.data.Dataset.from_tensor_slices({"image": images.astype(np.float32), "label": labels.astype(np.int32)})
-    write_saved_dataset(directory, {"test": ds}, kind="copy", info=dataclasses.replace(info, **changes), source={},
-                        parameters={})
-    return directory
+    pairs = load_dataset(dataset, test_subset=test_subset).test.as_numpy_iterator()
+    return tuple(np.stack(v) for v in zip(*pairs))
 
 
 def _accuracy(model_dir, dataset):
     """The accuracy of a trained model on 40 test images, computed directly."""
-    from advtf.data import load_dataset
     from advtf.inputs import load_trained_model
 
-    x, y = (np.stack(v) for v in zip(*load_dataset(dataset, test_subset=40).test.as_numpy_iterator()))
+    x, y = _test_arrays(dataset, 40)
     return float(np.mean(np.argmax(load_trained_model(model_dir)(x), -1) == y))
 
 
@@ -143,8 +122,8 @@ def test_bad_input(models, tmp_path, command, args, words):
 
 
 def test_class_count_mismatch(models, tmp_path):
-    x, y, info = _digits_test()
-    three = _saved(tmp_path / "three", x[:6], y[:6] % 3, info, num_classes=3, class_names=("0", "1", "2"))
+    x, y = _test_arrays("digits", 6)
+    three = _saved(tmp_path, x, y % 3, 3)
     out = tmp_path / "out"
     assert_user_error(run("robust-table", "--classifier", f"a={models['a']}", "--testset", f"T={three}", "--quiet",
                           "--out", out), words="predicts 10 classes but", out=out)
