@@ -52,16 +52,28 @@ def train(**kw):
     Examples:
       advtf train --model resnet20v2 --width 0.25 --epochs 5 --out runs/std
       advtf train --robust --norm l2 --eps 0.5 --model resnet20v2 --out runs/robust
+      advtf train --dataset runs/D-zero --model resnet20v2 --out runs/zero-robust   # a relabeled set
       advtf train --robust --norm linf --eps 8/255 --attack-steps 10 --step-size 2/255 \\
           --model resnet18 --dataset cifar10 --epochs 100 --lr-milestones 50,75 --out runs/r18
+
+    A --dataset DIR written by `advtf relabel` or `advtf robustify` (a derived set) gets the
+    zero-/negative-robust settings of Springer et al.'s Table 3 for every option not given:
+    --optimizer adam --lr 1e-4 --schedule cosine --no-augment --validation 0.1 --early-stopping 10.
 
     Writes model.keras, results.json, history.csv, training.png, logs/ (TensorBoard) and
     manifest.json to --out.
     """
     from advtf.runs import RunDir
     from advtf.training.loop import AdversarialConfig, TrainConfig
-    from advtf.training.run import ModelRequest, TrainJob, run_training
+    from advtf.training.run import DERIVED_SET_DEFAULTS, ModelRequest, TrainJob, derived_set_kind, run_training
 
+    kind = derived_set_kind(kw["dataset"])
+    derived_defaults = {}
+    if kind is not None:  # Springer et al. Table 3 for the options the user left at their defaults
+        source = click.get_current_context().get_parameter_source
+        derived_defaults = {k: v for k, v in DERIVED_SET_DEFAULTS.items()
+                            if source(k) == click.core.ParameterSource.DEFAULT}
+        kw.update(derived_defaults)
     options = dict(kw)
     data = data_request(kw)
     threat = make_threat(kw)
@@ -97,6 +109,12 @@ def train(**kw):
     with RunDir(out, overwrite=kw["overwrite"], resume=kw["resume"], resumable=True, options=options) as run:
         results = run_training(job, run.path, progress=progress_factory(kw["quiet"]))
         run.inputs["dataset"] = results["dataset_fingerprint"]
+    if derived_defaults:
+        click.echo(f"{kind} training set: used Springer et al.'s Table 3 defaults "
+                   + " ".join("--no-augment" if k == "augment" else f"--{k.replace('_', '-')} {v:g}"
+                              if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
+                              for k, v in derived_defaults.items())
+                   + " (pass an option to override it)")
     print_summary(
         f"advtf train: {model.name} on {results['dataset']}" + (" (adversarial)" if adversarial else ""),
         [("clean accuracy", results["clean_accuracy"]),

@@ -14,6 +14,22 @@ from advtf.training.loop import AdversarialConfig, TrainConfig, train
 from advtf.training.strategy import make_strategy
 
 
+# Training on a derived set (robustified, relabeled, adversarial) follows Springer et al.'s Table 3
+# for zero-/negative-robust classifiers: Adam, lr 1e-4 with decay, no augmentation, early stopping
+# on a held-out part of the set. `advtf train` applies these to the options a user did not give.
+DERIVED_SET_DEFAULTS = {"optimizer": "adam", "lr": 1e-4, "schedule": "cosine", "augment": False,
+                        "validation": 0.1, "early_stopping": 10}
+
+
+def derived_set_kind(dataset: str) -> str | None:
+    """The kind of a saved dataset directory (``robustified``, ``relabeled``, ...), else None."""
+    from advtf.data.saved import is_saved_dataset, read_section
+
+    if not is_saved_dataset(dataset):
+        return None
+    return read_section(dataset).section.get("kind") or "saved"
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelRequest:
     """Which architecture to build (``advtf models`` lists the names)."""

@@ -1,0 +1,62 @@
+"""Relabeling: targets follow the mode exactly, and the targeted attack hits them."""
+
+import keras
+import numpy as np
+import pytest
+
+from advtf.analysis.relabel import RelabelRequest, relabel_batch, relabel_targets
+from advtf.attacks import Threat
+from advtf.errors import UserError
+
+
+def test_zero_mode_labels_are_uniform_over_all_classes():
+    labels = np.repeat(np.arange(10), 1000)
+    index, new = relabel_targets(labels, 10, "zero", seed=1)
+    assert np.array_equal(index, np.arange(len(labels)))
+    counts = np.bincount(new, minlength=10)
+    chi2 = ((counts - 1000) ** 2 / 1000).sum()
+    assert chi2 < 27.9  # p = 0.001, 9 degrees of freedom
+    # Independent of the true label (the label itself included): per true class, uniform too.
+    same = (new == labels).mean()
+    assert 0.08 < same < 0.12
+    assert np.array_equal(relabel_targets(labels, 10, "zero", seed=1)[1], new)
+    assert not np.array_equal(relabel_targets(labels, 10, "zero", seed=2)[1], new)
+
+
+def test_negative_mode_is_the_next_class():
+    labels = np.array([0, 3, 8, 9, 9])
+    index, new = relabel_targets(labels, 10, "negative")
+    assert list(index) == [0, 1, 2, 3, 4] and list(new) == [1, 4, 9, 0, 0]
+
+
+def test_per_image_all_makes_one_example_per_class():
+    index, new = relabel_targets(np.array([4, 7]), 3, "zero", per_image="all")
+    assert list(index) == [0, 0, 0, 1, 1, 1] and list(new) == [0, 1, 2, 0, 1, 2]
+    with pytest.raises(UserError, match="--mode zero"):
+        relabel_targets(np.array([1]), 3, "negative", per_image="all")
+    with pytest.raises(UserError, match="--mode"):
+        relabel_targets(np.array([1]), 3, "positive")
+    with pytest.raises(UserError, match="two classes"):
+        relabel_targets(np.array([0]), 1, "zero")
+
+
+def test_targeted_examples_hit_their_new_labels_inside_the_ball():
+    from advtf.data import load_dataset, split_arrays
+    from advtf.models import create_model
+
+    splits = load_dataset("digits", train_subset=600, test_subset=40, seed=0)
+    x, y = split_arrays(splits.train)
+    model = create_model("test_cnn", input_shape=splits.info.image_shape, num_classes=10, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(True))
+    model.fit(x, y, batch_size=50, epochs=3, verbose=0)
+    x, y = split_arrays(splits.test)
+    for mode in ("zero", "negative"):
+        _, new = relabel_targets(y, 10, mode, seed=0)
+        request = RelabelRequest(mode=mode, threat=Threat(norm="l2", eps=4.0, steps=40, step_size=0.25,
+                                                          random_start=False))
+        out = relabel_batch(model, x, y, new, request, seed=[0, 0])
+        assert np.all(np.linalg.norm((out["image"] - x).reshape(len(x), -1), axis=1) <= 4.0 + 1e-4)
+        assert out["image"].min() >= 0 and out["image"].max() <= 1
+        predicted = model.predict(out["image"], verbose=0).argmax(1)
+        assert np.array_equal(out["success"], predicted == new)
+        assert out["success"].mean() >= 0.9, (mode, out["success"].mean())
