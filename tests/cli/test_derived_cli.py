@@ -5,34 +5,11 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from test_attack_cli import assert_user_error, run, trained  # noqa: F401  (a fixture)
 
 from advtf.cli.main import advtf
 
 DIGITS = ["--dataset", "digits", "--quiet"]
-
-
-def run(*args, catch=False):
-    return CliRunner().invoke(advtf, [str(a) for a in args], catch_exceptions=catch)
-
-
-def assert_user_error(result, *, words, out=None):
-    assert result.exit_code == 2, (result.exit_code, result.output, result.stderr)
-    assert "Traceback" not in result.output + result.stderr
-    message = result.stderr.strip()
-    assert len(message.splitlines()) == 1, message
-    assert words.lower() in message.lower(), message
-    if out is not None:
-        assert not out.exists() and not out.with_name(out.name + ".partial").exists()
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("derived-cli") / "std"
-    result = run("train", *DIGITS, "--model", "test_cnn", "--train-subset", "400", "--test-subset", "40",
-                 "--batch-size", "50", "--optimizer", "adam", "--lr", "0.01", "--weight-decay", "0", "--epochs", "3",
-                 "--eval-steps", "1", "--out", out)
-    assert result.exit_code == 0, result.output + result.stderr
-    return out
 
 
 ROBUSTIFY = ["--test-subset", "24", "--steps", "15", "--step-size", "0.1", "--chunk-size", "10", "--batch-size", "8"]
@@ -84,7 +61,7 @@ def test_an_interrupted_robustify_resumes_to_the_same_set(trained, robustified, 
         return real(*args, **kwargs)
 
     monkeypatch.setattr(robustify_module, "robustify_batch", interrupted)
-    result = run("robustify", trained, *DIGITS, *ROBUSTIFY, "--out", out, catch=True)
+    result = CliRunner().invoke(advtf, [str(a) for a in ("robustify", trained, *DIGITS, *ROBUSTIFY, "--out", out)])
     assert result.exit_code != 0 and not out.exists()
     assert (out.with_name("R0-resumed.partial") / "chunks" / "checkpoint").exists()
     monkeypatch.setattr(robustify_module, "robustify_batch", real)
