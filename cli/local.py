@@ -195,11 +195,12 @@ def response(**kw):
                                    also=extra, checkpoints=list(kw["checkpoints"]), batch_size=kw["batch_size"],
                                    progress=progress_factory(kw["quiet"]))
     layers = results["layers"]
-    rows = [("layers", ",".join(layers))]
+    rows = [("layers", ",".join(layers or []))]
     for r in results["rows"]:
-        if r["n"]:
-            rows.append((f"{_name(r['model'])} {r['source']} {r['attack']} {r['split']} (n={r['n']}) max",
-                         " ".join(f"{r[f'{layer}_max']:.3g}" for layer in layers)))
+        if r["split"] == "all":  # the successful / failed splits are in response.md
+            rows.append((f"{_name(r['model'])} {r['source']} {r['attack']} max | total",
+                         " ".join(f"{r[f'{layer}_max']:.3g}" for layer in layers) + " | "
+                         + " ".join(f"{r[f'{layer}_total']:.4g}" for layer in layers)))
     if results["checkpoints"]:
         rows.append(("checkpoints evaluated", len(results["checkpoints"])))
     rows += [("note", n) for n in results["notes"]]

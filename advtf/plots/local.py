@@ -126,7 +126,7 @@ def perturbation_grid(natural: np.ndarray, columns: list[dict], path: Path, *, e
     fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01, label=f"delta (±{eps:g})")
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
 
 
