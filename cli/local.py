@@ -204,7 +204,10 @@ def response(**kw):
     if results["checkpoints"]:
         rows.append(("checkpoints evaluated", len(results["checkpoints"])))
     rows += [("note", n) for n in results["notes"]]
-    print_summary(_attack_title("response", request, models), rows, out=kw["out"])
+    title = _attack_title("response", request, models)
+    if not models:
+        title = title.replace("on 0 model(s)", f"over {len(kw['checkpoints'])} checkpoint run(s)")
+    print_summary(title, rows, out=kw["out"])
 
 
 @click.command(context_settings={"max_content_width": 100})

@@ -72,7 +72,7 @@ def _differences(extractor, x, x_adv):
     return result
 
 
-def layer_differences(extractor: keras.Model, x, x_adv) -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray, np.ndarray]:
+def layer_differences(extractor: keras.Model, x, x_adv) -> tuple[dict, np.ndarray, np.ndarray]:
     """Per image and layer, the max and total absolute response difference (module docstring).
 
     Returns:

@@ -87,7 +87,16 @@ def test_response_tables_transfer_and_fgsm(models, tmp_path):
     for r in results["rows"]:
         if r["split"] == "all":
             assert r["n"] == 24 and r["m0_max"] <= r["m0_total"]
+    for r in results["rows"]:  # every empty split is explained
+        if r["n"] == 0 and r["split"] != "all":
+            assert any(f"no {r['split']} attacks" in note for note in results["notes"]), results["notes"]
     assert (out / "response.csv").exists() and (out / "response.png").exists()
+    # A source that is not analysed itself: only its transferred rows.
+    out = tmp_path / "resp-transfer"
+    assert_ok(run("response", models / "adv", "--adv-from", models / "std", "--layers", "m3", *DATA, *ATTACK,
+                  "--out", out))
+    sources = {r["source"] for r in json.loads((out / "results.json").read_text())["rows"]}
+    assert sources == {"own", "from std"}
 
 
 def test_response_and_kernels_over_checkpoints(models, tmp_path):
