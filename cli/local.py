@@ -7,6 +7,7 @@ import dataclasses
 
 import click
 
+from advtf.analysis.pairs import model_name
 from advtf.cli.options import (data_request, dataset_options, make_attack_request, make_threat, print_summary,
                                progress_factory, run_options, threat_options)
 
@@ -46,13 +47,6 @@ def _attack_title(command: str, request, models) -> str:
     return f"advtf {command}: {request.name} ({t.norm}, eps={t.eps:g}, {t.steps} steps) on {len(models)} model(s)"
 
 
-def _name(path) -> str:
-    from pathlib import Path
-
-    p = Path(str(path))
-    return p.parent.name if p.name == "model.keras" else p.name
-
-
 @click.command(context_settings={"max_content_width": 100})
 @_MODELS
 @dataset_options()
@@ -90,12 +84,11 @@ def frequency(**kw):
                                     batch_size=kw["batch_size"], progress=progress_factory(kw["quiet"]))
     rows = [("images", results["models"][0]["n"]), ("radii", f"{results['radii'][0]:g}..{results['radii'][-1]:g}")]
     for m in results["models"]:
-        best = m["best_low_adversarial"]
-        rows += [(f"{_name(m['model'])}: accuracy clean / adversarial",
+        name, best = model_name(m["model"]), m["best_low_adversarial"]
+        rows += [(f"{name}: accuracy clean / adversarial",
                   f"{m['clean_accuracy']:.4f} / {m['adversarial_accuracy']:.4f}"),
-                 (f"{_name(m['model'])}: best low-pass adversarial", f"{best['accuracy']:.4f} at r={best['radius']:g}"),
-                 (f"{_name(m['model'])}: log|adv|/|nat| high / low freq",
-                  f"{m['log_ratio_high']:+.3f} / {m['log_ratio_low']:+.3f}")]
+                 (f"{name}: best low-pass adversarial", f"{best['accuracy']:.4f} at r={best['radius']:g}"),
+                 (f"{name}: log|adv|/|nat| high / low freq", f"{m['log_ratio_high']:+.3f} / {m['log_ratio_low']:+.3f}")]
     print_summary(_attack_title("frequency", request, kw["model_paths"]), rows, out=kw["out"])
 
 
@@ -137,8 +130,8 @@ def perturbations(**kw):
                                         progress=progress_factory(kw["quiet"]))
     rows = [("images shown", len(results["shown"]))]
     for m in results["models"]:
-        rows.append((f"{_name(m['model'])}: success rate", m["success_rate"]))
-        rows += [(f"{_name(m['model'])}: {s}", m[s]) for s in STATS]
+        rows.append((f"{model_name(m['model'])}: success rate", m["success_rate"]))
+        rows += [(f"{model_name(m['model'])}: {s}", m[s]) for s in STATS]
     if results["note"]:
         rows.append(("note", results["note"]))
     print_summary(_attack_title("perturbations", request, kw["model_paths"]), rows, out=kw["out"])
@@ -198,7 +191,7 @@ def response(**kw):
     rows = [("layers", ",".join(layers or []))]
     for r in results["rows"]:
         if r["split"] == "all":  # the successful / failed splits are in response.md
-            rows.append((f"{_name(r['model'])} {r['source']} {r['attack']} max | total",
+            rows.append((f"{model_name(r['model'])} {r['source']} {r['attack']} max | total",
                          " ".join(f"{r[f'{layer}_max']:.3g}" for layer in layers) + " | "
                          + " ".join(f"{r[f'{layer}_total']:.4g}" for layer in layers)))
     if results["checkpoints"]:
@@ -239,7 +232,7 @@ def kernels(**kw):
     rows = []
     for m in results["models"]:
         s = m["summary"]
-        rows.append((f"{_name(m['model'])} ({s['layers']} conv layers)",
+        rows.append((f"{model_name(m['model'])} ({s['layers']} conv layers)",
                      "  ".join(f"{k}={s[k]:.4g}" if s[k] is not None else f"{k}=n/a" for k in STATS)))
     runs = {}
     for row in results["checkpoints"]:

@@ -33,6 +33,12 @@ def load_models(paths, info) -> list:
     return models
 
 
+def model_name(path) -> str:
+    """A short label of a model path: the run directory's name for ``DIR/model.keras``, else the file name."""
+    p = Path(str(path))
+    return p.parent.name if p.name == "model.keras" else p.name
+
+
 def fingerprints(paths) -> list[dict]:
     from advtf.inputs import model_fingerprint
 

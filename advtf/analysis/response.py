@@ -25,6 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from advtf.analysis.pairs import model_name
 from advtf.errors import UserError
 
 STATS = ("max", "total")
@@ -126,13 +127,6 @@ def split_means(arrays: dict[str, np.ndarray], layers) -> list[dict]:
     return rows
 
 
-def _short(path) -> str:
-    from pathlib import Path
-
-    p = Path(str(path))
-    return p.parent.name if p.name == "model.keras" else p.name
-
-
 def _key(path) -> str:
     """A model path compared by what it names (``runs/std``, ``runs/std/`` and ``runs/std/model.keras`` agree)."""
     from pathlib import Path
@@ -145,7 +139,7 @@ def _empty_note(model: str, source: str, attack: str, row: dict, total: int) -> 
     if row["n"] or row["split"] == "all":
         return None
     other = "failed" if row["split"] == "successful" else "successful"
-    return (f"{_short(model)}, {source} {attack} examples: no {row['split']} attacks among the {total} correctly "
+    return (f"{model_name(model)}, {source} {attack} examples: no {row['split']} attacks among the {total} correctly "
             f"classified images (all of them {other}); the {row['split']} column is empty"
             + ("; a weaker attack (e.g. --also-attack fgsm) leaves failed ones" if row["split"] == "failed" else ""))
 
@@ -173,13 +167,13 @@ def response_tables(model_paths, models, splits, requests, *, layers, adv_from=(
                 continue
             acc = {k: Accumulator(list(layers)) for k in targets}
             for batch in adversarial_pairs(source_model, splits, request, batch_size=batch_size, seed=seed,
-                                           progress=progress, desc=f"{request.name} on {_short(source_path)}"):
+                                           progress=progress, desc=f"{request.name} on {model_name(source_path)}"):
                 for k in targets:
                     diffs, clean, adv = layer_differences(extractors[k], batch["natural"], batch["image"])
                     acc[k].add(diffs, clean, adv, batch, request.targeted)
             for k in targets:
                 arrays = acc[k].arrays()
-                source = "own" if keys[k] == _key(source_path) else f"from {_short(source_path)}"
+                source = "own" if keys[k] == _key(source_path) else f"from {model_name(source_path)}"
                 base = {"model": paths[k], "source": source, "attack": request.name,
                         "clean_accuracy": float(arrays["clean_correct"].mean()),
                         "adversarial_accuracy": float(arrays["adversarial_correct"].mean())}
@@ -250,7 +244,7 @@ def run_response_job(model_paths, data, request, run, *, layers=None, adv_from=(
                                       adv_models=adv_models, batch_size=batch_size, seed=data.seed, progress=progress)
         columns = ["model", "source", "attack", "split", "n", "clean_accuracy", "adversarial_accuracy",
                    *[f"{layer}_{s}" for layer in layers for s in STATS]]
-        write_table(run.path, "response", [{**r, "model": _short(r["model"])} for r in rows], columns)
+        write_table(run.path, "response", [{**r, "model": model_name(r["model"])} for r in rows], columns)
         response_figure([r for r in rows if r["split"] == "all"], layers, run.path / "response.png")
     curves = []
     if checkpoints:

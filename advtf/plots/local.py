@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from advtf.analysis.pairs import model_name
+
 
 def _plt():
     import matplotlib
@@ -14,11 +16,6 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _short(name: str) -> str:
-    path = Path(name)
-    return path.parent.name if path.name == "model.keras" else path.name
 
 
 _FREQ_PANELS = [
@@ -48,7 +45,7 @@ def frequency_figure(radii, models: list[dict], path: Path, *, curves, title: st
             ax.set_ylim(-0.02, 1.02)
             ax.set_xlabel(xlabel)
             ax.set_ylabel("accuracy")
-            ax.set_title(f"{_short(model['model'])}: {panel}", fontsize=9)
+            ax.set_title(f"{model_name(model['model'])}: {panel}", fontsize=9)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
     if title:
@@ -73,10 +70,10 @@ def spectrum_figure(natural: np.ndarray, adversarial: list[tuple[str, np.ndarray
     fig.colorbar(im, ax=axes[0], fraction=0.046, pad=0.04)
     for k, ((name, adv), diff) in enumerate(zip(adversarial, diffs)):
         im = axes[1 + 2 * k].imshow(adv, cmap="jet", vmin=low, vmax=high)
-        axes[1 + 2 * k].set_title(f"adv ({_short(name)})", fontsize=9)
+        axes[1 + 2 * k].set_title(f"adv ({model_name(name)})", fontsize=9)
         fig.colorbar(im, ax=axes[1 + 2 * k], fraction=0.046, pad=0.04)
         im = axes[2 + 2 * k].imshow(diff, cmap="RdBu_r", vmin=-limit, vmax=limit)
-        axes[2 + 2 * k].set_title(f"log|adv|-log|nat| ({_short(name)})", fontsize=9)
+        axes[2 + 2 * k].set_title(f"log|adv|-log|nat| ({model_name(name)})", fontsize=9)
         fig.colorbar(im, ax=axes[2 + 2 * k], fraction=0.046, pad=0.04)
     for ax in axes:
         ax.set_xticks([])
@@ -113,7 +110,7 @@ def perturbation_grid(natural: np.ndarray, columns: list[dict], path: Path, *, e
             for k in range(channels if channels > 1 else 0):
                 axes[i, base + 3 + k].imshow(delta[..., k], cmap="RdBu_r", vmin=-eps, vmax=eps)
             mark = "ok" if model["success"][i] else "failed"
-            axes[i, base].set_title(f"{_short(model['name'])}: {int(model['prediction'][i])} ({mark})", fontsize=7)
+            axes[i, base].set_title(f"{model_name(model['name'])}: {int(model['prediction'][i])} ({mark})", fontsize=7)
             if i == 0:
                 axes[i, base + 1].set_title("delta [0,1]", fontsize=7)
                 axes[i, base + 2].set_title("channel mean", fontsize=7)
@@ -137,7 +134,7 @@ def response_figure(rows: list[dict], layers: list[str], path: Path) -> None:
     width = 0.8 / max(len(rows), 1)
     x = np.arange(len(layers))
     for k, row in enumerate(rows):
-        label = f"{_short(row['model'])} · {row['source']} · {row['attack']} · {row['split']} (n={row['n']})"
+        label = f"{model_name(row['model'])} · {row['source']} · {row['attack']} · {row['split']} (n={row['n']})"
         for ax, stat in zip(axes, ("max", "total")):
             values = [row.get(f"{layer}_{stat}") for layer in layers]
             ax.bar(x + k * width, [np.nan if v is None else v for v in values], width, label=label)
@@ -188,7 +185,7 @@ def kernel_figure(rows: list[dict], path: Path, *, stats) -> None:
         for model in models:
             mine = [r for r in rows if r["model"] == model]
             ax.plot(range(len(mine)), [np.nan if r[stat] is None else r[stat] for r in mine], marker=".",
-                    label=_short(model))
+                    label=model_name(model))
             ax.set_xticks(range(len(mine)), [r["layer"] for r in mine], rotation=90, fontsize=6)
         ax.set_title(stat, fontsize=9)
         ax.set_yscale("log")
