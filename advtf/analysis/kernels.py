@@ -95,7 +95,7 @@ def run_kernels_job(model_paths, run, *, checkpoints=()) -> dict:
     layer), ``summary.csv/.md`` (one row per model), ``kernels.png``, and with checkpoints
     ``checkpoints.csv/.md`` and ``checkpoints.png`` (Figure 5a: one line per run, e.g. per weight decay).
     """
-    from advtf.analysis.pairs import by_run, checkpoint_series, fingerprints
+    from advtf.analysis.pairs import by_run, checkpoint_fingerprints, checkpoint_series, fingerprints
     from advtf.inputs import load_trained_model
     from advtf.plots.local import epoch_curves, kernel_figure
     from advtf.runs import write_json, write_table
@@ -104,7 +104,7 @@ def run_kernels_job(model_paths, run, *, checkpoints=()) -> dict:
         raise UserError("nothing to analyse: give MODEL(s) or --checkpoints DIR")
     series = [checkpoint_series(d) for d in checkpoints]
     models = [load_trained_model(p) for p in model_paths]
-    run.inputs.update(models=fingerprints(model_paths))
+    run.inputs.update(models=fingerprints(model_paths), checkpoints=checkpoint_fingerprints(series))
     per_model, layer_rows, summary_rows = [], [], []
     for path, model in zip(model_paths, models):
         rows, summary = model_kernel_stats(model)

@@ -93,6 +93,11 @@ def checkpoint_series(directory) -> tuple[str, list[tuple[int, Path]]]:
     return run_label(run_dir), found
 
 
+def checkpoint_fingerprints(series) -> dict[str, list[dict]]:
+    """``{run label: [fingerprint of each epoch file]}`` of :func:`checkpoint_series` results, for manifests."""
+    return {label: fingerprints([path for _, path in found]) for label, found in series}
+
+
 def run_label(run_dir: Path) -> str:
     """A run's name, plus ``wd=<weight decay>`` read from its manifest when there is one."""
     from advtf.runs import MANIFEST, read_json

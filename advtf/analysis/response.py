@@ -219,7 +219,7 @@ def run_response_job(model_paths, data, request, run, *, layers=None, adv_from=(
     ``<layer>_max`` and ``<layer>_total``), ``response.png`` (the "all" rows), and with checkpoints
     ``checkpoints.csv/.md``, ``checkpoints_max.png`` and ``checkpoints_total.png``.
     """
-    from advtf.analysis.pairs import by_run, checkpoint_series, fingerprints, load_models
+    from advtf.analysis.pairs import by_run, checkpoint_fingerprints, checkpoint_series, fingerprints, load_models
     from advtf.plots.local import epoch_curves, response_figure
     from advtf.runs import write_json, write_table
 
@@ -229,14 +229,14 @@ def run_response_job(model_paths, data, request, run, *, layers=None, adv_from=(
     requests = [request, *also]
     for r in requests:
         r.check(splits.info.num_classes)
-    for d in checkpoints:
-        checkpoint_series(d)
+    series = [checkpoint_series(d) for d in checkpoints]
     models = load_models(model_paths, splits.info)
     adv_models = load_models(adv_from, splits.info)
     layers = list(layers) if layers else (default_layers(models[0]) if models else None)
     for m in models:
         response_extractor(m, layers)  # unknown layer names fail here, before any attack
     run.inputs.update(dataset=splits.fingerprint, models=fingerprints(model_paths),
+                      checkpoints=checkpoint_fingerprints(series),
                       adv_from=fingerprints(adv_from))
     rows, notes = [], []
     if models:

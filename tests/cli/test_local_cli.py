@@ -105,6 +105,8 @@ def test_response_and_kernels_over_checkpoints(models, tmp_path):
     curves = json.loads((out / "results.json").read_text())["checkpoints"]
     assert [c["epoch"] for c in curves] == [1, 2] and "m2_total" in curves[0]
     assert (out / "checkpoints_max.png").exists() and (out / "checkpoints_total.png").exists()
+    (fingerprinted,) = json.loads((out / "manifest.json").read_text())["inputs"]["checkpoints"].values()
+    assert [f["path"].rsplit("/", 1)[-1] for f in fingerprinted] == ["epoch_001.keras", "epoch_002.keras"]
     out = tmp_path / "kern"
     result = run("kernels", models / "std", models / "adv", "--checkpoints", models / "std", "--out", out, "--quiet")
     assert_ok(result)
