@@ -12,6 +12,7 @@ from advtf.cli.options import (data_request, dataset_options, make_attack_reques
                                progress_factory, run_options, threat_options)
 
 _MODELS = click.argument("model_paths", nargs=-1, metavar="MODEL...", type=click.Path())
+_OPTIONAL_MODELS = click.argument("model_paths", nargs=-1, metavar="[MODEL]...", type=click.Path())
 _BATCH = click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
 _CHECKPOINTS = click.option("--checkpoints", multiple=True, type=click.Path(), metavar="DIR",
                             help="A run of `advtf train --save-every-epoch` (its --out, or its epochs/ folder); "
@@ -138,7 +139,7 @@ def perturbations(**kw):
 
 
 @click.command(context_settings={"max_content_width": 100})
-@_MODELS
+@_OPTIONAL_MODELS
 @click.option("--compare", multiple=True, type=click.Path(), metavar="MODEL",
               help="Another model analysed next to the first (repeatable), e.g. the robust one (Table 1).")
 @dataset_options()
@@ -204,7 +205,7 @@ def response(**kw):
 
 
 @click.command(context_settings={"max_content_width": 100})
-@_MODELS
+@_OPTIONAL_MODELS
 @_CHECKPOINTS
 @run_options()
 def kernels(**kw):
