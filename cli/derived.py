@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from advtf.cli.options import (NUMBER, data_request, dataset_options, make_threat, parse_attack_options,
-                               print_summary, progress_factory, run_options, threat_options)
+                               print_summary, progress_factory, run_options, strategy_option, threat_options)
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -24,6 +24,7 @@ from advtf.cli.options import (NUMBER, data_request, dataset_options, make_threa
               help="Images per resumable chunk (--resume continues after the last finished one).")
 @click.option("--figure-examples", type=click.IntRange(min=0), default=8, show_default=True)
 @click.option("--xla", is_flag=True, help="Compile the descent loop with XLA (faster on GPU, slower on CPU).")
+@strategy_option()
 @run_options(resumable=True)
 def robustify(**kw):
     """Robustify a split with a model's representation (the test set R_eps).
@@ -53,7 +54,8 @@ def robustify(**kw):
                                batch_size=kw["batch_size"], chunk_size=kw["chunk_size"],
                                robustness=kw["robustness"], jit=kw["xla"], figure_examples=kw["figure_examples"])
     with RunDir(kw["out"], overwrite=kw["overwrite"], resume=kw["resume"], resumable=True, options=options) as run:
-        results = run_robustify(kw["model_path"], data, request, run, progress=progress_factory(kw["quiet"]))
+        results = run_robustify(kw["model_path"], data, request, run, strategy=kw["strategy"],
+                                progress=progress_factory(kw["quiet"]))
     robustness = results["robustness"]
     print_summary(
         f"advtf robustify: {kw['model_path']} ({results['steps']} steps of {results['step_size']:g}) "
@@ -84,6 +86,7 @@ def robustify(**kw):
               help="Examples per resumable chunk (--resume continues after the last finished one).")
 @click.option("--figure-examples", type=click.IntRange(min=0), default=8, show_default=True)
 @click.option("--xla", is_flag=True, help="Compile the attack loop with XLA (faster on GPU, slower on CPU).")
+@strategy_option()
 @run_options(resumable=True)
 def relabel(**kw):
     """Build a zero-robust or negative-robust relabeled dataset.
@@ -116,7 +119,8 @@ def relabel(**kw):
                              options=parse_attack_options(kw), split=kw["split"], batch_size=kw["batch_size"],
                              chunk_size=kw["chunk_size"], jit=kw["xla"], figure_examples=kw["figure_examples"])
     with RunDir(kw["out"], overwrite=kw["overwrite"], resume=kw["resume"], resumable=True, options=options) as run:
-        results = run_relabel(kw["model_path"], data, request, run, progress=progress_factory(kw["quiet"]))
+        results = run_relabel(kw["model_path"], data, request, run, strategy=kw["strategy"],
+                              progress=progress_factory(kw["quiet"]))
     hist = results["label_histogram"]
     print_summary(
         f"advtf relabel: {request.mode}-robust set from {kw['model_path']} ({request.attack} {threat.norm} "

@@ -88,18 +88,19 @@ class RelabelRequest:
                 "threat": self.threat.to_json(), "options": dict(self.options), "split": self.split}
 
 
-def relabel_batch(model, x, y, new_label, request: RelabelRequest, *, seed) -> dict[str, np.ndarray]:
-    """Targeted adversarial examples of ``x`` towards ``new_label`` with their outcome (numpy)."""
+def relabel_batch(model, x, y, new_label, request: RelabelRequest, *, seed) -> dict[str, tf.Tensor]:
+    """Targeted adversarial examples of ``x`` towards ``new_label``: ``image``, ``success``, ``l2`` (tensors)."""
     fn = attack_spec(request.attack).fn
     target = tf.convert_to_tensor(new_label, tf.int32)
     x = tf.convert_to_tensor(x, tf.float32)
     x_adv = fn(model, x, y, request.threat, targeted=True, target=target, seed=seed, jit=request.jit,
                **request.options)
     outcome = attack_outcome(model, x, x_adv, y, targeted=True, target=target)
-    return {"image": x_adv.numpy(), "success": outcome["success"].numpy(), "l2": outcome["l2"].numpy()}
+    return {"image": x_adv, "success": outcome["success"], "l2": outcome["l2"]}
 
 
-def run_relabel(model_path, data, request: RelabelRequest, run, *, progress=None) -> dict[str, Any]:
+def run_relabel(model_path, data, request: RelabelRequest, run, *, strategy: str = "default",
+                progress=None) -> dict[str, Any]:
     """Builds a relabeled set from one split and writes the run directory (a saved dataset).
 
     The run directory's ``<split>/`` (train by default) holds ``image`` (x_hat), ``label`` (y_hat),
@@ -108,13 +109,17 @@ def run_relabel(model_path, data, request: RelabelRequest, run, *, progress=None
     ``advtf train --dataset OUT`` trains a zero-/negative-robust classifier and tests it on the
     original test set. ``results.json``: ``success_rate`` (targeted success over all examples),
     ``success_rate_label_changed`` (over y_hat != y), ``label_histogram`` (y_hat counts per class),
-    ``original_label_histogram``, ``n``, ``images_per_second``, the attack and threat. Resumable.
+    ``original_label_histogram``, ``n``, ``images_per_second``, the attack and threat. Resumable;
+    each batch is split over the local replicas of ``strategy`` (``mirrored``: every GPU).
     """
     from advtf.data import save_dataset, split_arrays
     from advtf.inputs import load_trained_model, model_fingerprint
     from advtf.plots.derived import relabeled_figure
     from advtf.runs import write_json, write_table
+    from advtf.training.distributed import map_replicas
+    from advtf.training.strategy import single_machine_strategy
 
+    replicas = single_machine_strategy(strategy)
     splits = data.load()
     num_classes = splits.info.num_classes
     request.check(num_classes)
@@ -141,10 +146,16 @@ def run_relabel(model_path, data, request: RelabelRequest, run, *, progress=None
         for b in range(lo, hi, request.batch_size):
             pairs = np.arange(b, min(b + request.batch_size, hi))
             index = source_index[pairs]
-            out = relabel_batch(model, images[index], labels[index], new_labels[pairs], request,
-                                seed=tf.constant([data.seed, b], tf.int64))
-            parts["image"].append(out["image"])
-            parts["success"].append(out["success"])
+            seed = tf.constant([data.seed, b], tf.int64)
+
+            def attack(x, y, target, seed=seed):
+                out = relabel_batch(model, x, y, target, request, seed=seed)
+                return out["image"], out["success"]
+
+            image, success = map_replicas(replicas, attack, images[index], labels[index],
+                                          new_labels[pairs].astype(np.int32))
+            parts["image"].append(image)
+            parts["success"].append(success)
             if bar is not None:
                 bar.update(len(pairs))
         pairs = np.arange(lo, hi)

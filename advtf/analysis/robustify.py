@@ -171,7 +171,8 @@ class RobustifyRequest:
             raise UserError("--batch-size and --chunk-size must be >= 1")
 
 
-def run_robustify(model_path, data, request: RobustifyRequest, run, *, progress=None) -> dict[str, Any]:
+def run_robustify(model_path, data, request: RobustifyRequest, run, *, strategy: str = "default",
+                  progress=None) -> dict[str, Any]:
     """Robustifies one split and writes the run directory (a saved dataset of kind robustified).
 
     The run directory's ``<split>/`` holds elements ``image`` (x_r), ``label`` (y), ``index`` (of x
@@ -179,13 +180,17 @@ def run_robustify(model_path, data, request: RobustifyRequest, run, *, progress=
     split comes from the source dataset when loaded. Also ``results.json`` (keys
     ``relative_distance_before`` / ``relative_distance_after``: means over the split; medians,
     ``n``, ``robustness``, ``images_per_second``, ...), ``examples.csv/.md`` and
-    ``robustified.png`` (seed, robustified, original). Resumable chunk by chunk.
+    ``robustified.png`` (seed, robustified, original). Resumable chunk by chunk; each batch is
+    split over the local replicas of ``strategy`` (``mirrored``: every GPU).
     """
     from advtf.data import save_dataset, split_arrays
     from advtf.inputs import load_trained_model, model_fingerprint
     from advtf.plots.derived import robustified_figure
     from advtf.runs import write_json, write_table
+    from advtf.training.distributed import map_replicas
+    from advtf.training.strategy import single_machine_strategy
 
+    replicas = single_machine_strategy(strategy)
     splits = data.load()
     images, labels = split_arrays(splits.require(request.split))
     seeds = seed_indices(len(images), data.seed)
@@ -212,11 +217,13 @@ def run_robustify(model_path, data, request: RobustifyRequest, run, *, progress=
         parts: dict[str, list] = {k: [] for k in ("image", "distance_before", "distance_after")}
         for b in range(lo, hi, request.batch_size):
             index = np.arange(b, min(b + request.batch_size, hi))
-            x_r, before, after = robustify_batch(extractor, images[index], images[seeds[index]],
-                                                 steps=request.steps, step_size=request.step_size, jit=request.jit)
-            parts["image"].append(x_r.numpy())
-            parts["distance_before"].append(before.numpy())
-            parts["distance_after"].append(after.numpy())
+            x_r, before, after = map_replicas(
+                replicas, lambda x, x0: robustify_batch(extractor, x, x0, steps=request.steps,
+                                                        step_size=request.step_size, jit=request.jit),
+                images[index], images[seeds[index]])
+            parts["image"].append(x_r)
+            parts["distance_before"].append(before)
+            parts["distance_after"].append(after)
             if bar is not None:
                 bar.update(len(index))
         index = np.arange(lo, hi)

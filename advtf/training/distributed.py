@@ -39,3 +39,26 @@ class BatchSums:
             if progress is not None:
                 progress.update(1)
         return totals
+
+
+def map_replicas(strategy: tf.distribute.Strategy, fn: Callable, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``fn`` over contiguous shards of a batch, one shard per local replica; outputs concatenated in order.
+
+    For per-example work (robustification, relabeling) on several GPUs of one machine: each
+    replica gets ``len / replicas`` examples; ``fn`` returns a tuple of per-example tensors. With
+    one replica, ``fn`` simply runs on the whole batch.
+    """
+    replicas = strategy.num_replicas_in_sync
+    if replicas == 1:
+        with strategy.scope():
+            return tuple(np.asarray(v) for v in fn(*arrays))
+    bounds = np.linspace(0, len(arrays[0]), replicas + 1).astype(int)
+
+    def shard(array):
+        def value(ctx):
+            i = ctx.replica_id_in_sync_group
+            return tf.constant(array[bounds[i]:bounds[i + 1]])
+        return strategy.experimental_distribute_values_from_function(value)
+
+    out = strategy.run(fn, args=tuple(shard(a) for a in arrays))
+    return tuple(np.concatenate([np.asarray(t) for t in strategy.experimental_local_results(o)]) for o in out)

@@ -45,6 +45,18 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     return tf.distribute.MultiWorkerMirroredStrategy(communication_options=comm)
 
 
+def single_machine_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """:func:`make_strategy` for per-example jobs that split batches over this machine's devices.
+
+    Raises:
+        UserError: ``multiworker`` (or ``auto`` under ``TF_CONFIG``): such jobs run on one machine.
+    """
+    if name == "multiworker" or (name == "auto" and auto_choice() == "multiworker"):
+        raise UserError("this command splits its batches over the devices of one machine; use --strategy "
+                        "mirrored (every GPU of this machine) or default")
+    return make_strategy(name)
+
+
 def is_chief() -> bool:
     """True unless this process is a non-chief worker of a multi-worker cluster."""
     config = json.loads(os.environ.get("TF_CONFIG") or "{}")

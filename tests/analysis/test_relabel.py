@@ -54,7 +54,7 @@ def test_targeted_examples_hit_their_new_labels_inside_the_ball():
         _, new = relabel_targets(y, 10, mode, seed=0)
         request = RelabelRequest(mode=mode, threat=Threat(norm="l2", eps=4.0, steps=40, step_size=0.25,
                                                           random_start=False))
-        out = relabel_batch(model, x, y, new, request, seed=[0, 0])
+        out = {k: v.numpy() for k, v in relabel_batch(model, x, y, new, request, seed=[0, 0]).items()}
         assert np.all(np.linalg.norm((out["image"] - x).reshape(len(x), -1), axis=1) <= 4.0 + 1e-4)
         assert out["image"].min() >= 0 and out["image"].max() <= 1
         predicted = model.predict(out["image"], verbose=0).argmax(1)

@@ -107,3 +107,19 @@ def test_images_and_seeds_must_match():
     with pytest.raises(ValueError):
         robustify_batch(representation_model(model), tf.zeros([2, 2, 2, 1]), tf.zeros([3, 2, 2, 1]), steps=1,
                         step_size=0.1)
+
+
+def test_a_batch_split_over_two_replicas_gives_the_single_device_result(trained_model, two_cpu_strategy):
+    from advtf.training.distributed import map_replicas
+
+    model, (x, _) = trained_model
+    extractor = representation_model(model)
+    x, x0 = x[:9], x[9:18]  # 9 images: shards of 4 and 5
+
+    def fn(a, b):
+        return robustify_batch(extractor, a, b, steps=5, step_size=0.1)
+
+    single = [v.numpy() for v in fn(x, x0)]
+    split = map_replicas(two_cpu_strategy, fn, x, x0)
+    for one, two in zip(single, split):
+        np.testing.assert_allclose(one, two, atol=1e-5)

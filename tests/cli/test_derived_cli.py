@@ -76,6 +76,17 @@ def test_an_interrupted_robustify_resumes_to_the_same_set(trained, robustified, 
                                atol=1e-6)
 
 
+def test_robustify_on_two_replicas_gives_the_same_set(trained, robustified, two_cpu_strategy):
+    from advtf.data import load_saved_elements
+
+    out = trained.with_name("R0-mirrored")
+    result = run("robustify", trained, *DIGITS, *ROBUSTIFY, "--strategy", "mirrored", "--out", out)
+    assert result.exit_code == 0, result.output + result.stderr
+    mirrored = np.stack([e["image"] for e in load_saved_elements(out, "test").as_numpy_iterator()])
+    single = np.stack([e["image"] for e in load_saved_elements(robustified, "test").as_numpy_iterator()])
+    np.testing.assert_allclose(mirrored, single, atol=1e-5)
+
+
 def test_relabel_then_train_with_the_paper_defaults(trained):
     from advtf.data import load_saved_elements
 
@@ -120,3 +131,5 @@ def test_bad_inputs_are_one_line_errors_and_leave_nothing(trained, tmp_path):
                       words="nope", out=out)
     assert_user_error(run("robustify", trained, *DIGITS, "--test-subset", "1", "--out", out), words="two images",
                       out=out)
+    assert_user_error(run("relabel", trained, *DIGITS, "--mode", "zero", "--strategy", "multiworker", "--out", out),
+                      words="one machine", out=out)
