@@ -7,7 +7,7 @@ set -euo pipefail
 R=${R:-runs/springer}
 N_TRAIN=${N_TRAIN:-10000}      # training images of every classifier
 N_TEST=${N_TEST:-2000}         # test images robustified / attacked
-N_RELABEL=${N_RELABEL:-10000}  # training images relabeled into zero/negative-robust sets
+N_RELABEL=${N_RELABEL:-6000}  # training images relabeled into zero/negative-robust sets
 EPSILONS=${EPSILONS:-"0.25 0.5 1"}
 COMMON="--dataset fashion_mnist --train-subset $N_TRAIN --quiet"
 TRAIN="--epochs 4 --optimizer adam --lr 2e-3 --schedule cosine --test-subset $N_TEST"
@@ -51,7 +51,7 @@ fi
 if want derived; then
   # Zero-/negative-robust classifiers: `advtf train` applies Table 3's defaults to a relabeled set.
   for mode in zero negative; do
-    run $R/cls-$mode advtf train --dataset $R/D-$mode --model resnet20v2 --width 0.5 --epochs ${DERIVED_EPOCHS:-20} \
+    run $R/cls-$mode advtf train --dataset $R/D-$mode --model resnet20v2 --width 0.5 --epochs ${DERIVED_EPOCHS:-12} \
         --test-subset $N_TEST --quiet
   done
 fi
@@ -70,7 +70,7 @@ if want table; then
       "${sets[@]}" --test-subset $N_ROBUSTIFY --quiet
 fi
 
-N_TRANSFER=${N_TRANSFER:-1000}
+N_TRANSFER=${N_TRANSFER:-500}
 if want transfer; then
   sources=(--source 0=$R/src-eps0)
   for eps in $EPSILONS; do sources+=(--source "$eps=$R/src-eps$eps"); done
