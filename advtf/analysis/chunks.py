@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -121,3 +123,46 @@ def chunks_dataset(store: ChunkStore, count: int, keys: list[str]):
             yield {k: np.asarray(v) for k, v in chunk.items()}
 
     return tf.data.Dataset.from_generator(generate, output_signature=signature).unbatch()
+
+
+@dataclass(frozen=True)
+class ChunkedRun:
+    """What :func:`process_in_chunks` did: chunk count, chunks found finished, work done now."""
+
+    chunks: int
+    resumed: int
+    examples: int
+    seconds: float
+
+    @property
+    def examples_per_second(self) -> float | None:
+        return round(self.examples / self.seconds, 3) if self.examples and self.seconds > 0 else None
+
+
+def process_in_chunks(store: ChunkStore, n: int, *, chunk_size: int, batch_size: int,
+                      batch_fn: Callable[[np.ndarray], dict[str, np.ndarray]], progress=None,
+                      desc: str = "") -> ChunkedRun:
+    """Runs ``batch_fn(indices)`` over examples ``0 .. n-1`` batch by batch, saving each finished chunk.
+
+    Chunks already finished (a resumed job) are skipped. ``batch_fn`` returns per-example arrays
+    (the same keys every call); a chunk is their concatenation.
+    """
+    ranges = chunk_ranges(n, chunk_size)
+    bar = progress(total=n, desc=desc, unit="img") if progress else None
+    resumed = [c for c in range(len(ranges)) if store.is_done(c)]
+    if bar is not None:
+        bar.update(sum(ranges[c][1] - ranges[c][0] for c in resumed))
+    start, examples = time.time(), 0
+    for c, (lo, hi) in enumerate(ranges):
+        if store.is_done(c):
+            continue
+        parts = []
+        for b in range(lo, hi, batch_size):
+            parts.append(batch_fn(np.arange(b, min(b + batch_size, hi))))
+            if bar is not None:
+                bar.update(min(b + batch_size, hi) - b)
+        store.save(c, {k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+        examples += hi - lo
+    if bar is not None:
+        bar.close()
+    return ChunkedRun(len(ranges), len(resumed), examples, time.time() - start)

@@ -18,13 +18,12 @@ entanglement.
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from advtf.analysis.chunks import ChunkStore, chunk_ranges, chunks_dataset
+from advtf.analysis.chunks import ChunkStore, chunks_dataset, process_in_chunks
 from advtf.attacks import Threat, attack_outcome, attack_spec, check_attack
 from advtf.errors import UserError
 
@@ -134,50 +133,33 @@ def run_relabel(model_path, data, request: RelabelRequest, run, *, strategy: str
     parameters = {**request.to_json(), "seed": data.seed, "n": int(len(source_index)),
                   "model_sha256": fingerprint["sha256"], "dataset": splits.fingerprint}
     store = ChunkStore(run.path, parameters)
-    ranges = chunk_ranges(len(source_index), request.chunk_size)
-    todo = [c for c in range(len(ranges)) if not store.is_done(c)]
-    bar = progress(total=len(source_index), desc=f"relabel ({request.mode})", unit="img") if progress else None
-    if bar is not None:
-        bar.update(sum(ranges[c][1] - ranges[c][0] for c in store.done))
-    start_time, worked = time.time(), 0
-    for c in todo:
-        lo, hi = ranges[c]
-        parts: dict[str, list] = {"image": [], "success": []}
-        for b in range(lo, hi, request.batch_size):
-            pairs = np.arange(b, min(b + request.batch_size, hi))
-            index = source_index[pairs]
-            seed = tf.constant([data.seed, b], tf.int64)
 
-            def attack(x, y, target, seed=seed):
-                out = relabel_batch(model, x, y, target, request, seed=seed)
-                return out["image"], out["success"]
+    def batch(pairs):
+        index = source_index[pairs]
+        seed = tf.constant([data.seed, int(pairs[0])], tf.int64)
 
-            image, success = map_replicas(replicas, attack, images[index], labels[index],
-                                          new_labels[pairs].astype(np.int32))
-            parts["image"].append(image)
-            parts["success"].append(success)
-            if bar is not None:
-                bar.update(len(pairs))
-        pairs = np.arange(lo, hi)
-        store.save(c, {"image": np.concatenate(parts["image"]).astype(np.float32),
-                       "label": new_labels[pairs].astype(np.int32),
-                       "original_label": labels[source_index[pairs]].astype(np.int32),
-                       "index": source_index[pairs].astype(np.int32),
-                       "success": np.concatenate(parts["success"]).astype(bool)})
-        worked += hi - lo
-    if bar is not None:
-        bar.close()
-    seconds = time.time() - start_time
+        def attack(x, y, target):
+            out = relabel_batch(model, x, y, target, request, seed=seed)
+            return out["image"], out["success"]
 
+        image, success = map_replicas(replicas, attack, images[index], labels[index],
+                                      new_labels[pairs].astype(np.int32))
+        return {"image": image.astype(np.float32), "label": new_labels[pairs].astype(np.int32),
+                "original_label": labels[index].astype(np.int32), "index": index.astype(np.int32),
+                "success": success.astype(bool)}
+
+    done = process_in_chunks(store, len(source_index), chunk_size=request.chunk_size,
+                             batch_size=request.batch_size, batch_fn=batch, progress=progress,
+                             desc=f"relabel ({request.mode})")
     section = save_dataset(
-        run.path, {request.split: chunks_dataset(store, len(ranges), ELEMENT_KEYS)}, kind="relabeled",
+        run.path, {request.split: chunks_dataset(store, done.chunks, ELEMENT_KEYS)}, kind="relabeled",
         info=splits.info,
         source={"dataset": data.dataset, "model": fingerprint, "split": request.split,
                 "fingerprint": splits.fingerprint},
         parameters=parameters,
     )
     run.extra["dataset"] = section
-    success = np.concatenate([np.asarray(c["success"]) for c in store.iterate(len(ranges), ["success"])])
+    success = np.concatenate([np.asarray(c["success"]) for c in store.iterate(done.chunks, ["success"])])
     changed = new_labels != labels[source_index]
     names = list(splits.info.class_names)
     results = {
@@ -189,8 +171,8 @@ def run_relabel(model_path, data, request: RelabelRequest, run, *, strategy: str
         "original_label_histogram": _histogram(labels[source_index], names),
         **request.to_json(),
         "seed": data.seed, "dataset": splits.info.name, "model": str(model_path),
-        "images_per_second": round(worked / seconds, 3) if worked and seconds > 0 else None,
-        "resumed_chunks": len(ranges) - len(todo),
+        "images_per_second": done.examples_per_second,
+        "resumed_chunks": done.resumed,
     }
     write_json(run.path / "results.json", results)
     write_table(run.path, "labels", [{"class": names[k], "index": k, "new_label_count": results["label_histogram"][names[k]],

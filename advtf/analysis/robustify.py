@@ -21,14 +21,13 @@ its start.
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from advtf.analysis.chunks import ChunkStore, chunk_ranges, chunks_dataset
+from advtf.analysis.chunks import ChunkStore, chunks_dataset, process_in_chunks
 from advtf.errors import UserError
 
 _TINY = 1e-12
@@ -49,7 +48,7 @@ def seed_indices(n: int, seed: int) -> np.ndarray:
     return ((np.arange(n) + shift) % n).astype(np.int64)
 
 
-def representation_model(model) -> "keras.Model":  # noqa: F821
+def representation_model(model):
     """The model's ``representation`` endpoint as a model of its own (UserError when it has none)."""
     from advtf.models import endpoints, feature_extractor
 
@@ -206,46 +205,27 @@ def run_robustify(model_path, data, request: RobustifyRequest, run, *, strategy:
                   "dataset": splits.fingerprint, "loss": "||rep(x_r) - rep(x)||_2 / ||rep(x)||_2",
                   "keeps": "lowest-distance iterate", "seed_images": "uniform over the other images of the split"}
     store = ChunkStore(run.path, parameters)
-    ranges = chunk_ranges(len(images), request.chunk_size)
-    todo = [c for c in range(len(ranges)) if not store.is_done(c)]
-    bar = progress(total=len(images), desc=f"robustify {request.split}", unit="img") if progress else None
-    if bar is not None:
-        bar.update(sum(ranges[c][1] - ranges[c][0] for c in store.done))
-    start_time, worked = time.time(), 0
-    for c in todo:
-        lo, hi = ranges[c]
-        parts: dict[str, list] = {k: [] for k in ("image", "distance_before", "distance_after")}
-        for b in range(lo, hi, request.batch_size):
-            index = np.arange(b, min(b + request.batch_size, hi))
-            x_r, before, after = map_replicas(
-                replicas, lambda x, x0: robustify_batch(extractor, x, x0, steps=request.steps,
-                                                        step_size=request.step_size, jit=request.jit),
-                images[index], images[seeds[index]])
-            parts["image"].append(x_r)
-            parts["distance_before"].append(before)
-            parts["distance_after"].append(after)
-            if bar is not None:
-                bar.update(len(index))
-        index = np.arange(lo, hi)
-        store.save(c, {"image": np.concatenate(parts["image"]).astype(np.float32),
-                       "label": labels[index].astype(np.int32), "index": index.astype(np.int32),
-                       "seed_index": seeds[index].astype(np.int32),
-                       "distance_before": np.concatenate(parts["distance_before"]).astype(np.float32),
-                       "distance_after": np.concatenate(parts["distance_after"]).astype(np.float32)})
-        worked += hi - lo
-    if bar is not None:
-        bar.close()
-    seconds = time.time() - start_time
 
+    def batch(index):
+        x_r, before, after = map_replicas(
+            replicas, lambda x, x0: robustify_batch(extractor, x, x0, steps=request.steps,
+                                                    step_size=request.step_size, jit=request.jit),
+            images[index], images[seeds[index]])
+        return {"image": x_r.astype(np.float32), "label": labels[index].astype(np.int32),
+                "index": index.astype(np.int32), "seed_index": seeds[index].astype(np.int32),
+                "distance_before": before.astype(np.float32), "distance_after": after.astype(np.float32)}
+
+    done = process_in_chunks(store, len(images), chunk_size=request.chunk_size, batch_size=request.batch_size,
+                             batch_fn=batch, progress=progress, desc=f"robustify {request.split}")
     section = save_dataset(
-        run.path, {request.split: chunks_dataset(store, len(ranges), ELEMENT_KEYS)}, kind="robustified",
+        run.path, {request.split: chunks_dataset(store, done.chunks, ELEMENT_KEYS)}, kind="robustified",
         info=splits.info,
         source={"dataset": data.dataset, "model": fingerprint, "robustness": robustness, "split": request.split,
                 "fingerprint": splits.fingerprint},
         parameters=parameters,
     )
     run.extra["dataset"] = section
-    columns = {k: np.concatenate([np.asarray(c[k]) for c in store.iterate(len(ranges), ELEMENT_KEYS[1:])])
+    columns = {k: np.concatenate([np.asarray(c[k]) for c in store.iterate(done.chunks, ELEMENT_KEYS[1:])])
                for k in ELEMENT_KEYS[1:]}
     before, after = columns["distance_before"].astype(float), columns["distance_after"].astype(float)
     results = {
@@ -257,8 +237,8 @@ def run_robustify(model_path, data, request: RobustifyRequest, run, *, strategy:
         "robustness": robustness,
         "steps": int(request.steps), "step_size": float(request.step_size), "split": request.split,
         "seed": data.seed, "dataset": splits.info.name, "model": str(model_path),
-        "images_per_second": round(worked / seconds, 3) if worked and seconds > 0 else None,
-        "resumed_chunks": len(ranges) - len(todo),
+        "images_per_second": done.examples_per_second,
+        "resumed_chunks": done.resumed,
     }
     write_json(run.path / "results.json", results)
     rows = [{"index": int(i), "label": int(y), "seed_index": int(s), "distance_before": round(float(d0), 6),
