@@ -8,6 +8,23 @@ from advtf.cli.options import (NUMBER, data_request, dataset_options, make_threa
                                print_summary, progress_factory, run_options, strategy_option, threat_options)
 
 
+def chunked_job_options(*, chunk_size: int, loop: str):
+    """Batch and chunk sizes, figure, XLA, strategy and run options of the resumable builders."""
+    def apply(f):
+        for option in reversed([
+            click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True),
+            click.option("--chunk-size", type=click.IntRange(min=1), default=chunk_size, show_default=True,
+                         help="Examples per resumable chunk (--resume continues after the last finished one)."),
+            click.option("--figure-examples", type=click.IntRange(min=0), default=8, show_default=True),
+            click.option("--xla", is_flag=True, help=f"Compile the {loop} with XLA (faster on GPU, slower on CPU)."),
+            strategy_option(),
+            run_options(resumable=True),
+        ]):
+            f = option(f)
+        return f
+    return apply
+
+
 @click.command(context_settings={"max_content_width": 100})
 @click.argument("model_path", metavar="MODEL", type=click.Path())
 @dataset_options()
@@ -19,13 +36,7 @@ from advtf.cli.options import (NUMBER, data_request, dataset_options, make_threa
               help="L2 length of each step (paper: 0.05 for CIFAR-10, 0.1 for ImageNet-9).")
 @click.option("--robustness", type=NUMBER, default=None,
               help="The model's robustness parameter eps, when not recorded by `advtf train` beside it.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--chunk-size", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Images per resumable chunk (--resume continues after the last finished one).")
-@click.option("--figure-examples", type=click.IntRange(min=0), default=8, show_default=True)
-@click.option("--xla", is_flag=True, help="Compile the descent loop with XLA (faster on GPU, slower on CPU).")
-@strategy_option()
-@run_options(resumable=True)
+@chunked_job_options(chunk_size=1000, loop="descent loop")
 def robustify(**kw):
     """Robustify a split with a model's representation (the test set R_eps).
 
@@ -81,13 +92,7 @@ def robustify(**kw):
               help="Start PGD from a random point of the ball (default: from x, as Ilyas et al.).")
 @click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True,
               help="Which split to relabel (train: a training set for zero-/negative-robust classifiers).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--chunk-size", type=click.IntRange(min=1), default=2000, show_default=True,
-              help="Examples per resumable chunk (--resume continues after the last finished one).")
-@click.option("--figure-examples", type=click.IntRange(min=0), default=8, show_default=True)
-@click.option("--xla", is_flag=True, help="Compile the attack loop with XLA (faster on GPU, slower on CPU).")
-@strategy_option()
-@run_options(resumable=True)
+@chunked_job_options(chunk_size=2000, loop="attack loop")
 def relabel(**kw):
     """Build a zero-robust or negative-robust relabeled dataset.
 

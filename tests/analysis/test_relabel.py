@@ -1,6 +1,5 @@
 """Relabeling: targets follow the mode exactly, and the targeted attack hits them."""
 
-import keras
 import numpy as np
 import pytest
 
@@ -41,15 +40,9 @@ def test_per_image_all_makes_one_example_per_class():
 
 
 def test_targeted_examples_hit_their_new_labels_inside_the_ball():
-    from advtf.data import load_dataset, split_arrays
-    from advtf.models import create_model
+    from tiny import fitted_test_cnn
 
-    splits = load_dataset("digits", train_subset=600, test_subset=40, seed=0)
-    x, y = split_arrays(splits.train)
-    model = create_model("test_cnn", input_shape=splits.info.image_shape, num_classes=10, seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(True))
-    model.fit(x, y, batch_size=50, epochs=3, verbose=0)
-    x, y = split_arrays(splits.test)
+    model, (x, y) = fitted_test_cnn(test_subset=40)
     for mode in ("zero", "negative"):
         _, new = relabel_targets(y, 10, mode, seed=0)
         request = RelabelRequest(mode=mode, threat=Threat(norm="l2", eps=4.0, steps=40, step_size=0.25,

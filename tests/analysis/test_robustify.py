@@ -66,15 +66,9 @@ def test_one_step_is_the_normalised_gradient_step_of_the_relative_distance(rng):
 
 @pytest.fixture(scope="module")
 def trained_model():
-    from advtf.data import load_dataset, split_arrays
-    from advtf.models import create_model
+    from tiny import fitted_test_cnn
 
-    splits = load_dataset("digits", train_subset=600, test_subset=64, seed=0)
-    x, y = split_arrays(splits.train)
-    model = create_model("test_cnn", input_shape=splits.info.image_shape, num_classes=10, seed=0)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(True))
-    model.fit(x, y, batch_size=50, epochs=3, verbose=0)
-    return model, split_arrays(splits.test)
+    return fitted_test_cnn(test_subset=64)
 
 
 def test_robustify_lowers_the_representation_distance_of_a_trained_model(trained_model):
