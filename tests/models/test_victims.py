@@ -120,15 +120,3 @@ def test_inception_round_trip(tmp_path):
     x = np.random.default_rng(6).random((1, 32, 32, 1), dtype=np.float32)
     np.testing.assert_allclose(model(x), loaded(x), atol=1e-6)
     assert list(endpoints(loaded)) == list(endpoints(model))
-
-
-def test_victim_batch_norm_adapts_within_a_short_run(tmp_path):
-    """Momentum 0.99, not the applications' 0.999, and it survives saving (see victims.BN_MOMENTUM)."""
-    from advtf.models import load_model, save_model
-    from advtf.models.victims import BN_MOMENTUM
-
-    model = create_model("mobilenet_v2", input_shape=(32, 32, 3), num_classes=10, width=0.35)
-    momenta = {layer.momentum for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)}
-    assert momenta == {BN_MOMENTUM} == {0.99}
-    loaded = load_model(save_model(model, tmp_path / "m.keras"))
-    assert {layer.momentum for layer in loaded.layers if isinstance(layer, keras.layers.BatchNormalization)} == {0.99}
