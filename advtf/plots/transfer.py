@@ -47,7 +47,7 @@ def accuracy_heatmap(accuracy: dict[str, dict[str, float]], path: Path, *, chanc
     bar.set_label("accuracy (white = chance)")
     ax.set_title(f"{title or 'accuracy'} (%; chance = {100 * chance:.1f}%)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -80,5 +80,5 @@ def transfer_curves(table: dict[str, dict[str, float]], path: Path, *, metric: s
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
