@@ -77,8 +77,8 @@ if want table; then
       --classifier "standard (resnet18)=$R/std-resnet18" \
       --classifier "standard (vgg16)=$R/std-vgg16" \
       --classifier "standard (mobilenet_v2)=$R/std-mobilenetv2" \
-      --classifier "source eps=0 (built R_0)=$R/src-eps0" \
-      --classifier "robust eps=0.5=$R/src-eps0.5" \
+      --classifier "source, eps 0 (built R_0)=$R/src-eps0" \
+      --classifier "robust, eps 0.5=$R/src-eps0.5" \
       --classifier "zero-robust=$R/cls-zero" \
       --classifier "negative-robust=$R/cls-negative" \
       --classifier "zero-robust (eps 1 set)=$R/cls-zero-eps1" \

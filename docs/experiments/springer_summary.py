@@ -45,7 +45,7 @@ table(["set", "images", "steps", "step size", "rel. distance before", "rel. dist
 
 print("### Relabeled training sets\n")
 rows = []
-for name in ("D-zero", "D-negative"):
+for name in ("D-zero", "D-negative", "D-zero-eps1", "D-negative-eps1"):
     r = load(name)
     if r:
         hist = r["label_histogram"]
