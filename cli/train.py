@@ -41,6 +41,9 @@ from advtf.cli.options import (IntList, NUMBER, data_request, dataset_options, m
               show_default=True, help="Which epoch's weights to keep: by validation accuracy, or the last.")
 @click.option("--early-stopping", type=click.IntRange(min=0), default=0, show_default=True,
               help="Stop after N epochs without validation improvement (0: off).")
+@click.option("--precise-bn", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+              help="After training, recompute BatchNormalization statistics over N training batches with the "
+                   "final weights (short runs of keras.applications victims need it).")
 @click.option("--save-every-epoch", is_flag=True, help="Also save epochs/epoch_NNN.keras (weight-decay studies).")
 @click.option("--xla", is_flag=True, help="Compile attack loops with XLA (faster on GPU, slower on CPU).")
 @strategy_option()
@@ -94,7 +97,7 @@ def train(**kw):
         momentum=kw["momentum"], nesterov=kw["nesterov"], weight_decay=kw["weight_decay"],
         schedule=kw["schedule"], lr_milestones=kw["lr_milestones"], augment=kw["augment"], select_by=select_by,
         early_stopping=kw["early_stopping"], save_every_epoch=kw["save_every_epoch"], seed=data.seed,
-        jit=kw["xla"],
+        jit=kw["xla"], precise_bn=kw["precise_bn"],
     )
     model = ModelRequest(kw["model_name"], width=kw["width"], weights=None if kw["weights"] == "none" else "imagenet")
     job = TrainJob(data=data, model=model, config=config, adversarial=adversarial, eval_threat=eval_threat,

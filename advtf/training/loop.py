@@ -74,8 +74,11 @@ class TrainConfig:
     save_every_epoch: bool = False
     seed: int = 0
     jit: bool = False
+    precise_bn: int = 0  # batches for recomputing BatchNormalization statistics after training (0: off)
 
     def __post_init__(self):
+        if self.precise_bn < 0:
+            raise UserError("--precise-bn must be >= 0 (a number of training batches)")
         if self.epochs < 1 or self.batch_size < 1:
             raise UserError("--epochs and --batch-size must be >= 1")
         if self.select_by not in ("last", "clean", "robust"):

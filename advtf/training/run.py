@@ -56,7 +56,8 @@ def run_training(job: TrainJob, workdir: Path, *, progress=None) -> dict:
 
     ``results.json`` keys: ``clean_accuracy``, ``robust_accuracy`` (under ``eval_threat``
     on the test split, true label attacked), ``n_test``, ``epochs``, ``best_epoch``,
-    ``wall_seconds``, ``model``, ``dataset``, ``robust_training``, ``threat``, ``params``.
+    ``wall_seconds``, ``model``, ``dataset``, ``robust_training``, ``threat``, ``params``,
+    ``precise_bn_batches`` (batches of the BatchNormalization recalibration, 0 when off).
     """
     from advtf.evaluation import evaluate
     from advtf.models import count_params, create_model
@@ -79,6 +80,10 @@ def run_training(job: TrainJob, workdir: Path, *, progress=None) -> dict:
     workdir = Path(workdir)
     result = train(build, data, config, job.adversarial, workdir=workdir, strategy=strategy, progress=progress)
     from advtf.data import make_batches
+    from advtf.training.batch_norm import recalibrate_batch_norm
+
+    precise_bn = recalibrate_batch_norm(result.model, make_batches(data.train, config.batch_size, training=False),
+                                        config.precise_bn, strategy) if config.precise_bn else 0
 
     test = evaluate(result.model, make_batches(data.test, job.config.batch_size, training=False),
                     threat=job.eval_threat, strategy=strategy, seed=job.config.seed,
@@ -99,6 +104,7 @@ def run_training(job: TrainJob, workdir: Path, *, progress=None) -> dict:
         "robust_training": job.adversarial is not None,
         "training_threat": job.adversarial.threat.to_json() if job.adversarial else None,
         "fast": bool(job.adversarial and job.adversarial.fast),
+        "precise_bn_batches": precise_bn,
         "threat": job.eval_threat.to_json(),
         "attack": "pgd",
     }

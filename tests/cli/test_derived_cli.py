@@ -106,12 +106,13 @@ def test_relabel_then_train_with_the_paper_defaults(trained):
     assert np.mean([e["success"] for e in elements]) == pytest.approx(results["success_rate"])
     model = out.with_name("neg-robust")
     result = run("train", "--dataset", out, "--model", "test_cnn", "--epochs", "1", "--quiet", "--test-subset", "20",
-                 "--eval-steps", "1", "--out", model)
+                 "--eval-steps", "1", "--precise-bn", "2", "--out", model)
     assert result.exit_code == 0, result.output + result.stderr
     assert "Table 3 defaults" in result.output
     options = json.loads((model / "manifest.json").read_text())["options"]
     assert options["lr"] == 1e-4 and options["optimizer"] == "adam" and options["augment"] is False
     assert options["validation"] == 0.1 and options["early_stopping"] == 10
+    assert json.loads((model / "results.json").read_text())["precise_bn_batches"] == 1  # 54 images: one batch
 
 
 def test_bad_inputs_are_one_line_errors_and_leave_nothing(trained, tmp_path):
