@@ -29,6 +29,8 @@ COMMANDS = {
                       "Adversarial perturbations side by side, with local-consistency statistics."),
     "response": ("advtf.cli.local", "response", "Local response differences per layer, natural vs adversarial."),
     "kernels": ("advtf.cli.local", "kernels", "Kernel smoothness per conv layer (magnitude, variance, TV)."),
+    "features": ("advtf.cli.features", "features",
+                 "Natural vs adversarial feature-vector distributions per module: MMD, C2ST, t-SNE (papers/001)."),
     "robustify": ("advtf.cli.derived", "robustify", "Robustified test set R_eps from a model's representation."),
     "relabel": ("advtf.cli.derived", "relabel", "Zero-robust / negative-robust relabeled dataset (targeted attacks)."),
     "robust-table": ("advtf.cli.transfer", "robust_table",

@@ -1,0 +1,330 @@
+"""Feature-vector distributions of natural and adversarial images (papers/001, Sec. 6, Figure 8).
+
+A *feature vector* is one spatial position of a module's output: ``z = f_m(x)[i, j, :] ∈ R^C``.
+For every test image, ``positions`` positions of each module are drawn uniformly without
+replacement (all of them when the map has fewer; seeded per batch and module, and the same
+positions for an image and its adversarial version, so the two samples differ only by the
+perturbation). Each model is attacked white-box on its own (untargeted on the true label by
+default); all images are used, whether or not the attack succeeds (the run records clean and
+adversarial accuracy of these images).
+
+Per model and module the natural and adversarial vectors are
+
+* compared in the original space R^C (:mod:`advtf.analysis.two_sample`): MMD² with an RBF
+  kernel (median-heuristic bandwidth) and a permutation p-value on at most ``mmd_samples``
+  vectors per side (drawn at random, independently per side, because the kernel matrix grows
+  quadratically), and a logistic-regression two-sample test (held-out accuracy, split by image)
+  on all vectors;
+* embedded *jointly* in 2-D (one embedding per model × module, at most ``embed_samples``
+  vectors per side): t-SNE (scikit-learn, after a PCA to 50 dimensions when C > 50, the usual
+  pre-reduction), or UMAP / TriMap from the optional ``advtf[embed]`` extra.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from advtf.errors import UserError
+
+METHODS = ("tsne", "umap", "trimap")
+PAPER_MODULES = ("m1", "m2", "m3", "m4")
+_EXTRA = {"umap": ("umap", "umap-learn"), "trimap": ("trimap", "trimap")}
+_LOGITS = "__logits__"
+PCA_DIMENSIONS = 50
+
+
+def spatial_endpoints(model: keras.Model) -> list[str]:
+    """Endpoint names whose output is a feature map ``[B, H, W, C]`` (modules and aliases)."""
+    from advtf.models import endpoints
+
+    return [name for name, tensor in endpoints(model).items() if len(tensor.shape) == 4]
+
+
+def default_modules(model: keras.Model) -> list[str]:
+    """Figure 8's ``m1..m4`` when all four are feature maps, else every spatial module ``m0..mK``."""
+    spatial = spatial_endpoints(model)
+    if all(m in spatial for m in PAPER_MODULES):
+        return list(PAPER_MODULES)
+    return [n for n in spatial if n.startswith("m") and n[1:].isdigit()]
+
+
+def check_modules(model: keras.Model, names, label: str = "") -> None:
+    """UserError for a name that is no endpoint (listing the spatial ones) or not a feature map."""
+    from advtf.models import endpoints
+
+    available = endpoints(model)
+    spatial = spatial_endpoints(model)
+    where = f" of {label}" if label else ""
+    for name in names:
+        if name not in available:
+            raise UserError(f"--modules: unknown module {name!r}{where}; available spatial modules: "
+                            f"{', '.join(spatial)}")
+        if name not in spatial:
+            raise UserError(f"--modules: {name!r}{where} is not spatial (output shape "
+                            f"{tuple(available[name].shape)}); choose feature maps: {', '.join(spatial)}")
+    if not names:
+        raise UserError(f"--modules: no module given; available spatial modules: {', '.join(spatial)}")
+
+
+def sample_positions(rng: np.random.Generator, images: int, size: int, per_image: int) -> np.ndarray:
+    """``[images, min(per_image, size)]`` flat positions in ``range(size)``, uniform without replacement per row."""
+    count = min(per_image, size)
+    return np.argsort(rng.random((images, size)), axis=1)[:, :count].astype(np.int32)
+
+
+def gather_positions(maps, positions):
+    """``maps[b, positions[b, k] // W, positions[b, k] % W, :]`` as ``[B, K, C]`` (works on tensors)."""
+    shape = tf.shape(maps)
+    flat = tf.reshape(maps, [shape[0], shape[1] * shape[2], shape[3]])
+    return tf.gather(flat, positions, batch_dims=1)
+
+
+@tf.function(reduce_retracing=True)
+def _sampled_features(extractor, x, x_adv, positions):
+    out = extractor(tf.concat([x, x_adv], 0), training=False)
+    return {name: gather_positions(out[name], tf.concat([idx, idx], 0)) for name, idx in positions.items()}
+
+
+@dataclasses.dataclass
+class FeatureSample:
+    """The sampled vectors of one module: ``natural`` and ``adversarial`` ``[N, C]`` with matching rows."""
+
+    module: str
+    height: int
+    width: int
+    natural: np.ndarray
+    adversarial: np.ndarray
+    image: np.ndarray  # the test image each row comes from
+    position: np.ndarray  # its flat position i * width + j
+
+    @property
+    def channels(self) -> int:
+        return int(self.natural.shape[1])
+
+
+def collect_features(model, modules, splits, request, *, positions: int, batch_size: int, seed: int,
+                     progress=None, desc: str = "") -> tuple[dict[str, FeatureSample], dict]:
+    """Attacks ``model`` on the test split and samples each module's vectors of both images.
+
+    Returns ``({module: FeatureSample}, {"n_images", "clean_accuracy", "adversarial_accuracy"})``.
+    """
+    from advtf.analysis.pairs import adversarial_pairs
+    from advtf.models import endpoints, feature_extractor
+
+    extractor = feature_extractor(model, list(modules))
+    shapes = {name: tuple(endpoints(model)[name].shape[1:3]) for name in modules}
+    parts: dict[str, dict[str, list]] = {name: {"natural": [], "adversarial": [], "image": [], "position": []}
+                                         for name in modules}
+    clean, adversarial, offset = [], [], 0
+    for b, batch in enumerate(adversarial_pairs(model, splits, request, batch_size=batch_size, seed=seed,
+                                                progress=progress, desc=desc)):
+        count = len(batch["label"])
+        chosen = {name: sample_positions(np.random.default_rng([seed, b, k]), count, h * w, positions)
+                  for k, (name, (h, w)) in enumerate(shapes.items())}
+        out = _sampled_features(extractor, tf.convert_to_tensor(batch["natural"], tf.float32),
+                                tf.convert_to_tensor(batch["image"], tf.float32),
+                                {n: tf.constant(p) for n, p in chosen.items()})
+        for name, vectors in out.items():
+            vectors = vectors.numpy()
+            per_image = chosen[name].shape[1]
+            part = parts[name]
+            part["natural"].append(vectors[:count].reshape(count * per_image, -1))
+            part["adversarial"].append(vectors[count:].reshape(count * per_image, -1))
+            part["image"].append(np.repeat(np.arange(offset, offset + count), per_image))
+            part["position"].append(chosen[name].reshape(-1))
+        clean.append(batch["clean_correct"])
+        adversarial.append(batch["adversarial_correct"])
+        offset += count
+    if not offset:
+        raise UserError("the test split holds no images; check --dataset / --images")
+    samples = {name: FeatureSample(name, *shapes[name], **{k: np.concatenate(v) for k, v in part.items()})
+               for name, part in parts.items()}
+    accuracy = {"n_images": offset, "clean_accuracy": float(np.concatenate(clean).mean()),
+                "adversarial_accuracy": float(np.concatenate(adversarial).mean())}
+    return samples, accuracy
+
+
+def require_method(method: str) -> None:
+    """UserError, before any work, for an unknown method or a missing optional package."""
+    import importlib
+
+    if method not in METHODS:
+        raise UserError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+    if method in _EXTRA:
+        module, package = _EXTRA[method]
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise UserError(f"--method {method} needs the optional package {package}: "
+                            "pip install 'advtf[embed]'") from None
+
+
+def embed(vectors: np.ndarray, method: str = "tsne", *, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
+    """A 2-D embedding ``[N, 2]`` of ``vectors`` ``[N, C]`` (module docstring); deterministic given ``seed``.
+
+    t-SNE's perplexity is capped at ``(N - 1) / 3`` (scikit-learn needs it below N; fewer than
+    three neighbours per point is meaningless).
+    """
+    require_method(method)
+    vectors = np.asarray(vectors, np.float32)
+    n = len(vectors)
+    if method == "tsne":
+        from sklearn.decomposition import PCA
+        from sklearn.manifold import TSNE
+
+        if vectors.shape[1] > PCA_DIMENSIONS and n > PCA_DIMENSIONS:
+            vectors = PCA(PCA_DIMENSIONS, random_state=seed).fit_transform(vectors)
+        tsne = TSNE(2, perplexity=min(perplexity, (n - 1) / 3), init="pca", learning_rate="auto", random_state=seed)
+        out = tsne.fit_transform(vectors)
+    elif method == "umap":
+        import umap
+
+        out = umap.UMAP(n_components=2, n_neighbors=min(15, n - 1), random_state=seed).fit_transform(vectors)
+    else:
+        import trimap
+
+        state = np.random.get_state()  # TriMap draws its triplets from numpy's global generator
+        try:
+            np.random.seed(seed)
+            out = trimap.TRIMAP(n_dims=2, n_inliers=min(12, n - 2), verbose=False).fit_transform(vectors)
+        finally:
+            np.random.set_state(state)
+    return np.asarray(out, np.float32)
+
+
+def density_grid(points: np.ndarray, extent, size: int = 60) -> np.ndarray | None:
+    """A Gaussian kernel-density estimate (Scott's bandwidth) of 2-D ``points`` on a ``size``×``size`` grid
+    over ``extent = (xmin, xmax, ymin, ymax)``; None when it cannot be estimated (too few or collinear points)."""
+    from scipy.stats import gaussian_kde
+
+    if len(points) < 3:
+        return None
+    xs = np.linspace(extent[0], extent[1], size)
+    ys = np.linspace(extent[2], extent[3], size)
+    gx, gy = np.meshgrid(xs, ys)
+    try:
+        kde = gaussian_kde(np.asarray(points, np.float64).T)
+    except (np.linalg.LinAlgError, ValueError):
+        return None
+    return kde(np.stack([gx.ravel(), gy.ravel()])).reshape(size, size)
+
+
+def _subsample(rng, count: int, limit: int) -> np.ndarray:
+    return np.sort(rng.choice(count, limit, replace=False)) if count > limit else np.arange(count)
+
+
+def analyse_module(sample: FeatureSample, *, method: str, embed_samples: int, mmd_samples: int, permutations: int,
+                   perplexity: float, seed: int) -> tuple[dict, dict]:
+    """The statistics row and the embedding panel of one model × module."""
+    from advtf.analysis.two_sample import c2st_accuracy, mmd_test
+
+    rng = np.random.default_rng([seed, 1])
+    n = len(sample.natural)
+    mmd_nat, mmd_adv = _subsample(rng, n, mmd_samples), _subsample(rng, n, mmd_samples)
+    mmd = mmd_test(sample.natural[mmd_nat], sample.adversarial[mmd_adv], permutations=permutations, seed=seed)
+    c2st = c2st_accuracy(sample.natural, sample.adversarial, groups_x=sample.image, groups_y=sample.image, seed=seed)
+    emb_nat, emb_adv = _subsample(rng, n, embed_samples), _subsample(rng, n, embed_samples)
+    vectors = np.concatenate([sample.natural[emb_nat], sample.adversarial[emb_adv]])
+    is_adversarial = np.concatenate([np.zeros(len(emb_nat), bool), np.ones(len(emb_adv), bool)])
+    xy = embed(vectors, method, seed=seed, perplexity=perplexity)
+    lo, hi = xy.min(0), xy.max(0)
+    pad = 0.05 * np.maximum(hi - lo, 1e-6)
+    extent = (float(lo[0] - pad[0]), float(hi[0] + pad[0]), float(lo[1] - pad[1]), float(hi[1] + pad[1]))
+    row = {"module": sample.module, "channels": sample.channels, "height": sample.height, "width": sample.width,
+           "positions_per_image": n // max(1, len(np.unique(sample.image))),
+           "n_natural": n, "n_adversarial": len(sample.adversarial), "mmd2": mmd["mmd2"], "p_value": mmd["p_value"],
+           "bandwidth": mmd["bandwidth"], "mmd_n": mmd["n_x"], "permutations": permutations,
+           "c2st_accuracy": c2st["accuracy"], "c2st_n_test": c2st["n_test"], "n_embedded": len(xy)}
+    panel = {"module": sample.module, "embedding": xy, "adversarial": is_adversarial,
+             "image": np.concatenate([sample.image[emb_nat], sample.image[emb_adv]]),
+             "position": np.concatenate([sample.position[emb_nat], sample.position[emb_adv]]),
+             "extent": extent, "density_natural": density_grid(xy[~is_adversarial], extent),
+             "density_adversarial": density_grid(xy[is_adversarial], extent)}
+    return row, panel
+
+
+def save_embeddings(path, panels: list[dict]) -> None:
+    """``np.savez`` of every panel's ``p<i>_embedding``/``_adversarial``/``_image``/``_position`` (no pickle)."""
+    arrays = {}
+    for i, panel in enumerate(panels):
+        for key in ("embedding", "adversarial", "image", "position"):
+            arrays[f"p{i}_{key}"] = np.asarray(panel[key])
+    np.savez(path, **arrays)
+
+
+def load_embeddings(path, count: int) -> list[dict]:
+    """The ``count`` panels written by :func:`save_embeddings` (``allow_pickle=False``)."""
+    with np.load(path, allow_pickle=False) as data:
+        return [{key: data[f"p{i}_{key}"] for key in ("embedding", "adversarial", "image", "position")}
+                for i in range(count)]
+
+
+def run_features_job(model_paths, data, request, run, *, modules=None, method: str = "tsne", positions: int = 100,
+                     embed_samples: int = 1000, mmd_samples: int = 2000, permutations: int = 200,
+                     perplexity: float = 30.0, batch_size: int = 100, progress=None) -> dict:
+    """``advtf features``: statistics, embeddings and Figure 8 for every model × module.
+
+    Writes ``results.json`` (rows, panels, definitions, attack, dataset), ``features.csv/.md``,
+    ``embeddings.npz`` (panel ``i`` of ``results["panels"]`` as ``p<i>_*`` arrays) and ``features.png``.
+    """
+    from advtf.analysis.pairs import fingerprints, load_models, model_name
+    from advtf.plots.features import features_figure
+    from advtf.runs import write_json, write_table
+
+    if not model_paths:
+        raise UserError("give at least one MODEL (a .keras file or a run directory of `advtf train`)")
+    require_method(method)
+    splits = data.load()
+    request.check(splits.info.num_classes)
+    models = load_models(model_paths, splits.info)
+    modules = list(modules) if modules else default_modules(models[0])
+    for path, model in zip(model_paths, models):
+        check_modules(model, modules, model_name(path))
+    run.inputs.update(dataset=splits.fingerprint, models=fingerprints(model_paths))
+    rows, panels = [], []
+    for path, model in zip(model_paths, models):
+        name = model_name(path)
+        samples, accuracy = collect_features(model, modules, splits, request, positions=positions,
+                                             batch_size=batch_size, seed=data.seed, progress=progress,
+                                             desc=f"{request.name} on {name}")
+        bar = progress(total=len(modules), desc=f"MMD + {method} ({name})", unit="module") if progress else None
+        for module in modules:
+            row, panel = analyse_module(samples[module], method=method, embed_samples=embed_samples,
+                                        mmd_samples=mmd_samples, permutations=permutations, perplexity=perplexity,
+                                        seed=data.seed)
+            rows.append({"model": str(path), **row, **accuracy})
+            panels.append({"model": str(path), **panel})
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+    columns = ["model", "module", "channels", "n_images", "n_natural", "n_adversarial", "mmd2", "p_value",
+               "bandwidth", "mmd_n", "c2st_accuracy", "clean_accuracy", "adversarial_accuracy"]
+    write_table(run.path, "features", [{**r, "model": model_name(r["model"])} for r in rows], columns)
+    save_embeddings(run.path / "embeddings.npz", panels)
+    features_figure(panels, rows, modules, run.path / "features.png",
+                    title=f"{method} of per-position feature vectors: natural (green) vs {request.name} (red), "
+                          f"{request.threat.norm} eps={request.threat.eps:g}")
+    results = {
+        "modules": modules, "method": method, "rows": rows,
+        "panels": [{"key": f"p{i}", "model": p["model"], "module": p["module"]} for i, p in enumerate(panels)],
+        "settings": {"positions": positions, "embed_samples": embed_samples, "mmd_samples": mmd_samples,
+                     "permutations": permutations, "perplexity": perplexity if method == "tsne" else None,
+                     "pca_dimensions": PCA_DIMENSIONS if method == "tsne" else None},
+        "definition": {
+            "feature_vector": "one spatial position of a module's output, z in R^C; the same positions for an "
+                              "image and its adversarial version",
+            "mmd2": "unbiased MMD^2 with the RBF kernel exp(-|x-y|^2 / (2 bandwidth^2)); bandwidth = median "
+                    "pairwise distance of the pooled sample; at most mmd_samples vectors per side",
+            "p_value": "(1 + #{permuted MMD^2 >= observed}) / (1 + permutations)",
+            "c2st_accuracy": "held-out accuracy of a logistic regression natural vs adversarial (split by image); "
+                             "0.5 = indistinguishable",
+        },
+        **request.to_json(), "dataset": splits.info.name,
+    }
+    write_json(run.path / "results.json", results)
+    return results
