@@ -72,12 +72,17 @@ def run_training(job: TrainJob, workdir: Path, *, progress=None) -> dict:
     if config.augment is None:
         config = dataclasses.replace(config, augment=info.natural_images)
 
-    def build():
-        return create_model(job.model.name, input_shape=info.image_shape, num_classes=info.num_classes,
-                            width=job.model.width, mean=info.mean, std=info.std,
-                            weights=job.model.weights, seed=job.config.seed)
-
     workdir = Path(workdir)
+
+    def build():
+        model = create_model(job.model.name, input_shape=info.image_shape, num_classes=info.num_classes,
+                             width=job.model.width, mean=info.mean, std=info.std,
+                             weights=job.model.weights, seed=job.config.seed)
+        initial = workdir / "initial.weights.h5"  # the weights before training, for `advtf retrain --reinit-only`
+        if not initial.exists() and not (workdir / "checkpoints").exists():
+            model.save_weights(initial)
+        return model
+
     result = train(build, data, config, job.adversarial, workdir=workdir, strategy=strategy, progress=progress)
     from advtf.data import make_batches
     from advtf.training.batch_norm import recalibrate_batch_norm
