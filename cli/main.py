@@ -40,7 +40,6 @@ COMMANDS = {
     "retrain": ("advtf.cli.retrain", "retrain",
                 "Block-wise retraining: reinitialise and retrain modules, the rest frozen (papers/001)."),
     "dissect": ("advtf.cli.dissect", "dissect",
-                "Network dissection: unit concepts (IoU), sensitivity to attacks, p-values (papers/003)."),
     "datasets": ("advtf.cli.info", "datasets", "List registered datasets and where they are found."),
     "models": ("advtf.cli.info", "models", "List registered models."),
     "attacks": ("advtf.cli.info", "attacks", "List registered attacks, their norms and options."),
