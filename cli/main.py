@@ -39,7 +39,6 @@ COMMANDS = {
                       "Transfer attacks: sources of varying robustness x victim models."),
     "retrain": ("advtf.cli.retrain", "retrain",
                 "Block-wise retraining: reinitialise and retrain modules, the rest frozen (papers/001)."),
-    "dissect": ("advtf.cli.dissect", "dissect",
     "datasets": ("advtf.cli.info", "datasets", "List registered datasets and where they are found."),
     "models": ("advtf.cli.info", "models", "List registered models."),
     "attacks": ("advtf.cli.info", "attacks", "List registered attacks, their norms and options."),
