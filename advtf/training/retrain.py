@@ -170,10 +170,10 @@ def fresh_model(model: keras.Model, seed: int) -> keras.Model:
 
 
 def _initializer_seeds(config) -> list:
-    """Seeds of every initializer in a (layer or model) config, ``None`` for unseeded ones."""
+    """Seeds of every random initializer in a (layer or model) config, ``None`` for unseeded ones."""
     if isinstance(config, dict):
-        own = [config["config"].get("seed")] if "initializers" in str(config.get("module", "")) \
-            and isinstance(config.get("config"), dict) else []
+        own = [config["config"]["seed"]] if "initializers" in str(config.get("module", "")) \
+            and isinstance(config.get("config"), dict) and "seed" in config["config"] else []
         return own + [s for v in config.values() for s in _initializer_seeds(v)]
     if isinstance(config, list):
         return [s for v in config for s in _initializer_seeds(v)]
