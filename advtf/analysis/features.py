@@ -17,7 +17,8 @@ Per model and module the natural and adversarial vectors are
   on all vectors;
 * embedded *jointly* in 2-D (one embedding per model × module, at most ``embed_samples``
   vectors per side): t-SNE (scikit-learn, after a PCA to 50 dimensions when C > 50, the usual
-  pre-reduction), or UMAP / TriMap from the optional ``advtf[embed]`` extra.
+  pre-reduction), or UMAP / TriMap from the optional ``advtf[embed]`` extra (TriMap < 1.2:
+  1.2 requires PyTorch).
 """
 
 from __future__ import annotations
@@ -106,13 +107,13 @@ class FeatureSample:
         return int(self.natural.shape[1])
 
 
-def collect_features(model, modules, splits, request, *, positions: int, batch_size: int, seed: int,
-                     progress=None, desc: str = "") -> tuple[dict[str, FeatureSample], dict]:
-    """Attacks ``model`` on the test split and samples each module's vectors of both images.
+def collect_features(model, modules, pairs, *, positions: int, seed: int) -> tuple[dict[str, FeatureSample], dict]:
+    """Samples each module's vectors of the natural and adversarial images of every batch of ``pairs``.
 
-    Returns ``({module: FeatureSample}, {"n_images", "clean_accuracy", "adversarial_accuracy"})``.
+    ``pairs`` yields dicts with ``natural``, ``image`` (adversarial), ``clean_correct`` and
+    ``adversarial_correct`` (:func:`advtf.analysis.pairs.adversarial_pairs`). Returns
+    ``({module: FeatureSample}, {"n_images", "clean_accuracy", "adversarial_accuracy"})``.
     """
-    from advtf.analysis.pairs import adversarial_pairs
     from advtf.models import endpoints, feature_extractor
 
     extractor = feature_extractor(model, list(modules))
@@ -120,9 +121,8 @@ def collect_features(model, modules, splits, request, *, positions: int, batch_s
     parts: dict[str, dict[str, list]] = {name: {"natural": [], "adversarial": [], "image": [], "position": []}
                                          for name in modules}
     clean, adversarial, offset = [], [], 0
-    for b, batch in enumerate(adversarial_pairs(model, splits, request, batch_size=batch_size, seed=seed,
-                                                progress=progress, desc=desc)):
-        count = len(batch["label"])
+    for b, batch in enumerate(pairs):
+        count = len(batch["natural"])
         chosen = {name: sample_positions(np.random.default_rng([seed, b, k]), count, h * w, positions)
                   for k, (name, (h, w)) in enumerate(shapes.items())}
         out = _sampled_features(extractor, tf.convert_to_tensor(batch["natural"], tf.float32),
@@ -164,7 +164,10 @@ def require_method(method: str) -> None:
 
 
 def embed(vectors: np.ndarray, method: str = "tsne", *, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
-    """A 2-D embedding ``[N, 2]`` of ``vectors`` ``[N, C]`` (module docstring); deterministic given ``seed``.
+    """A 2-D embedding ``[N, 2]`` of ``vectors`` ``[N, C]`` (module docstring).
+
+    t-SNE and UMAP are deterministic given ``seed`` (UMAP then runs single-threaded); TriMap
+    (1.1, Numba) cannot be seeded and varies from run to run.
 
     t-SNE's perplexity is capped at ``(N - 1) / 3`` (scikit-learn needs it below N; fewer than
     three neighbours per point is meaningless).
@@ -187,12 +190,8 @@ def embed(vectors: np.ndarray, method: str = "tsne", *, seed: int = 0, perplexit
     else:
         import trimap
 
-        state = np.random.get_state()  # TriMap draws its triplets from numpy's global generator
-        try:
-            np.random.seed(seed)
-            out = trimap.TRIMAP(n_dims=2, n_inliers=min(12, n - 2), verbose=False).fit_transform(vectors)
-        finally:
-            np.random.set_state(state)
+        # Not seeded: TriMap samples its triplets in parallel Numba code with per-thread generators.
+        out = trimap.TRIMAP(n_dims=2, n_inliers=min(12, n - 2), verbose=False).fit_transform(vectors)
     return np.asarray(out, np.float32)
 
 
@@ -271,7 +270,7 @@ def run_features_job(model_paths, data, request, run, *, modules=None, method: s
     Writes ``results.json`` (rows, panels, definitions, attack, dataset), ``features.csv/.md``,
     ``embeddings.npz`` (panel ``i`` of ``results["panels"]`` as ``p<i>_*`` arrays) and ``features.png``.
     """
-    from advtf.analysis.pairs import fingerprints, load_models, model_name
+    from advtf.analysis.pairs import adversarial_pairs, fingerprints, load_models, model_name
     from advtf.plots.features import features_figure
     from advtf.runs import write_json, write_table
 
@@ -288,9 +287,9 @@ def run_features_job(model_paths, data, request, run, *, modules=None, method: s
     rows, panels = [], []
     for path, model in zip(model_paths, models):
         name = model_name(path)
-        samples, accuracy = collect_features(model, modules, splits, request, positions=positions,
-                                             batch_size=batch_size, seed=data.seed, progress=progress,
-                                             desc=f"{request.name} on {name}")
+        pairs = adversarial_pairs(model, splits, request, batch_size=batch_size, seed=data.seed, progress=progress,
+                                  desc=f"{request.name} on {name}")
+        samples, accuracy = collect_features(model, modules, pairs, positions=positions, seed=data.seed)
         bar = progress(total=len(modules), desc=f"MMD + {method} ({name})", unit="module") if progress else None
         for module in modules:
             row, panel = analyse_module(samples[module], method=method, embed_samples=embed_samples,

@@ -39,7 +39,7 @@ def median_bandwidth(pooled: np.ndarray) -> float:
     """The median heuristic: median distance between distinct points of ``pooled`` (1.0 if all coincide)."""
     d = squared_distances(pooled, pooled)
     upper = d[np.triu_indices(len(pooled), k=1)]
-    sigma = float(np.sqrt(np.median(upper))) if len(upper) else 0.0
+    sigma = float(np.median(np.sqrt(upper))) if len(upper) else 0.0
     return sigma if sigma > 0 else 1.0
 
 
@@ -73,12 +73,13 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray, bandwidth: float) -> float:
 
 
 def mmd_test(x: np.ndarray, y: np.ndarray, *, permutations: int = 200, bandwidth: float | None = None,
-             seed: int = 0, batch: int = 50) -> dict:
+             seed: int = 0, batch: int = 50, return_null: bool = False) -> dict:
     """MMD²_u of ``x`` and ``y`` and its permutation p-value (module docstring).
 
     Returns:
         ``{"mmd2", "p_value", "bandwidth", "n_x", "n_y", "permutations"}``; ``bandwidth`` is the
-        median heuristic on the pooled sample unless given.
+        median heuristic on the pooled sample unless given; with ``return_null`` also ``"null"``,
+        the permuted statistics.
     """
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
@@ -91,16 +92,21 @@ def mmd_test(x: np.ndarray, y: np.ndarray, *, permutations: int = 200, bandwidth
     observed_mask[: len(x)] = 1
     observed = float(_mmd2_from_masks(kernel, observed_mask)[0])
     rng = np.random.default_rng(seed)
-    exceed = 0
+    null = []
     for start in range(0, permutations, batch):
         count = min(batch, permutations - start)
         order = rng.permuted(np.tile(np.arange(len(pooled)), (count, 1)), axis=1)
         masks = np.zeros((len(pooled), count))
         masks[order[:, : len(x)].T, np.arange(count)[None, :]] = 1
-        # A tolerance against round-off, so a permutation equal to the observed split counts as >=.
-        exceed += int((_mmd2_from_masks(kernel, masks) >= observed - 1e-12).sum())
-    return {"mmd2": observed, "p_value": (1 + exceed) / (1 + permutations), "bandwidth": sigma,
-            "n_x": len(x), "n_y": len(y), "permutations": permutations}
+        null.append(_mmd2_from_masks(kernel, masks))
+    null = np.concatenate(null) if null else np.zeros(0)
+    # A tolerance against round-off, so a permutation equal to the observed split counts as >=.
+    exceed = int((null >= observed - 1e-12).sum())
+    out = {"mmd2": observed, "p_value": (1 + exceed) / (1 + permutations), "bandwidth": sigma,
+           "n_x": len(x), "n_y": len(y), "permutations": permutations}
+    if return_null:
+        out["null"] = null
+    return out
 
 
 def c2st_accuracy(x: np.ndarray, y: np.ndarray, *, groups_x: np.ndarray, groups_y: np.ndarray, seed: int = 0,
