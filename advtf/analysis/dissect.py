@@ -115,8 +115,9 @@ class UnitQuantile:
     the per-unit top ``k = total - floor((1 - q)(total - 1))`` values (``k U <= budget``) and
     interpolates between the two order statistics as ``np.quantile`` does; one pass. Histogram
     mode (larger ``k U``): a min/max pass, a ``HISTOGRAM_BINS``-bin histogram pass and a second
-    histogram pass inside the bin holding the quantile: the estimate is within one fine bin
-    (``(max - min) / bins**2``) of the lower order statistic; three passes.
+    histogram pass inside the bin holding the quantile (plus the smallest value above that bin):
+    both order statistics, hence the estimate, are within one fine bin (``(max - min) / bins**2``)
+    of ``np.quantile``; three passes.
     """
 
     def __init__(self, units: int, total: int, quantile: float, *, budget: int = 1 << 25):
@@ -153,6 +154,10 @@ class UnitQuantile:
         else:
             counts = _histogram(values, self._low, self._high, self._coarse if self.stage == "fine" else None)
             self._counts = counts if self._counts is None else self._counts + counts
+            if self.stage == "fine":  # the smallest value above the coarse bin: the next order statistic's home
+                edge = (self._low + (self._coarse + 1) * (self._high - self._low) / HISTOGRAM_BINS).astype(np.float32)
+                above = tf.where(values >= edge[:, None], values, np.inf)
+                self._next = np.minimum(self._next, tf.reduce_min(above, 1).numpy())
 
     def finish_pass(self) -> None:
         if self.stage == "top":
@@ -169,13 +174,23 @@ class UnitQuantile:
         elif self.stage == "coarse":
             self._coarse, self._below = _find_bin(self._counts, self.rank)
             self._counts, self.stage = None, "fine"
+            self._next = np.full(self.units, np.inf, np.float32)
         else:
-            fine, below = _find_bin(self._counts, self.rank - self._below)
-            inside = self._counts[np.arange(self.units), fine]
-            width = (self._high - self._low) / HISTOGRAM_BINS
-            left = self._low + width * (self._coarse + fine / HISTOGRAM_BINS)
-            self.thresholds = left + width / HISTOGRAM_BINS * (self.rank - self._below - below + 0.5) / inside
+            lower = self._order_statistic(self.rank - self._below)
+            inbin = self._counts.sum(1)
+            following = self.rank - self._below + 1
+            upper = np.where(following < inbin, self._order_statistic(np.minimum(following, inbin - 1)),
+                             np.where(np.isfinite(self._next), self._next, lower))
+            self.thresholds = lower + self.frac * (upper - lower)
             self._counts = None
+
+    def _order_statistic(self, rank_in_bin) -> np.ndarray:
+        """The value of a rank inside each unit's coarse bin, placed within its fine bin by rank."""
+        fine, below = _find_bin(self._counts, rank_in_bin)
+        inside = self._counts[np.arange(self.units), fine]
+        width = (self._high - self._low) / HISTOGRAM_BINS
+        left = self._low + width * (self._coarse + fine / HISTOGRAM_BINS)
+        return left + width / HISTOGRAM_BINS * (rank_in_bin - below + 0.5) / np.maximum(inside, 1)
 
 
 def _histogram(values, low, high, coarse=None) -> np.ndarray:
