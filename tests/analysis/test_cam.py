@@ -1,0 +1,95 @@
+"""CAM, Grad-CAM and the interpretability score (papers/003, Eq. 5-6) against numpy, and refined attacks."""
+
+import keras
+import numpy as np
+import pytest
+from tiny import fitted_test_cnn
+
+from advtf.analysis import cam
+from advtf.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return fitted_test_cnn(test_subset=16, epochs=1)
+
+
+def test_interpretability_score_equals_a_direct_computation(rng):
+    maps = rng.uniform(size=(4, 6, 5)).astype(np.float32)
+    delta = rng.normal(size=(4, 6, 5, 3)).astype(np.float32)
+    got = cam.interpretability_score(maps, delta, 0.7)
+    for i in range(4):
+        nu = np.quantile(maps[i].ravel(), 0.7)
+        inside = sum(np.sum(delta[i, r, c] ** 2) for r in range(6) for c in range(5) if maps[i, r, c] >= nu)
+        assert got[i] == pytest.approx(np.sqrt(inside) / np.linalg.norm(delta[i]), rel=1e-5)
+    # all of delta inside the top region: 1; all outside: 0; no perturbation: undefined
+    region = cam.discriminative_region(maps, 0.7)[..., None]
+    assert np.allclose(cam.interpretability_score(maps, delta * region, 0.7), 1.0)
+    assert np.allclose(cam.interpretability_score(maps, delta * ~region, 0.7), 0.0)
+    assert np.isnan(cam.interpretability_score(maps[:1], np.zeros_like(delta[:1]), 0.7)[0])
+
+
+def test_region_keeps_the_top_share_of_pixels(rng):
+    maps = rng.uniform(size=(2, 10, 10))
+    region = cam.discriminative_region(maps, 0.7)
+    assert np.all(region.reshape(2, -1).sum(1) == 30)
+
+
+def test_cam_equals_numpy_and_gradcam_up_to_scale(fitted):
+    model, (x, y) = fitted
+    x, y = x[:6], y[:6]
+    maker = cam.MapMaker(model, "cam")
+    got = maker(x, y)
+    # independent CAM: the map the GAP reads, weighted by the Dense head's column of the class
+    features = keras.Model(model.inputs, model.get_layer(maker.layer).output)(x).numpy()
+    kernel = model.get_layer("logits").get_weights()[0]
+    small = np.maximum(np.einsum("bhwc,cb->bhw", features, kernel[:, y]), 0)
+    want = cam.upsample(small, x.shape[1:3])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    grad = cam.MapMaker(model, "gradcam")(x, y)
+    positions = features.shape[1] * features.shape[2]
+    np.testing.assert_allclose(grad * positions, got, rtol=1e-3, atol=1e-4)
+    for method in ("gradcam++", "scorecam"):
+        maps = cam.MapMaker(model, method)(x[:2], y[:2])
+        assert maps.shape == (2, *x.shape[1:3]) and np.all(np.isfinite(maps)) and np.all(maps >= 0)
+
+
+def test_shared_normalisation_divides_by_the_joint_maximum(rng):
+    maps = {"a": rng.uniform(size=(3, 4, 4)), "b": 3 * rng.uniform(size=(3, 4, 4))}
+    out = cam.shared_normalisation(maps)
+    joint = np.maximum(maps["a"].reshape(3, -1).max(1), maps["b"].reshape(3, -1).max(1))
+    np.testing.assert_allclose(out["a"], maps["a"] / joint[:, None, None])
+    assert np.allclose(np.maximum(out["a"].reshape(3, -1).max(1), out["b"].reshape(3, -1).max(1)), 1.0)
+
+
+def test_bad_layers_are_user_errors(fitted):
+    model, _ = fitted
+    with pytest.raises(UserError, match="no layer or endpoint"):
+        cam.MapMaker(model, "gradcam", "nope")
+    with pytest.raises(UserError, match="not convolutional"):
+        cam.MapMaker(model, "gradcam", "logits")
+    with pytest.raises(UserError, match="needs the map"):
+        cam.MapMaker(model, "cam", "m1")
+    assert cam.MapMaker(model, "gradcam", "m1").layer == "ep_m1"  # endpoints are accepted by name
+
+
+def test_refined_attack_stays_inside_its_mask_and_ball(fitted):
+    from advtf.adversarial import AttackRequest
+    from advtf.analysis.refine import refined_attack
+    from advtf.attacks import Threat, get_attack
+
+    model, (x, y) = fitted
+    x, y = x[:8], y[:8].astype(np.int32)
+    threat = Threat(norm="linf", eps=0.1, steps=5, step_size=0.03)
+    request = AttackRequest(name="ifgsm", threat=threat)
+    mask = np.zeros(x.shape[:3], np.float32)
+    mask[:, 4:12, 4:12] = 1
+    refined = refined_attack(model, x, y, mask, request)
+    delta = refined - x
+    assert np.all(delta[mask == 0] == 0)
+    assert np.abs(delta).max() <= 0.1 + 1e-6 and refined.min() >= 0 and refined.max() <= 1
+    assert np.abs(delta[mask == 1]).max() > 0.05
+    # an all-ones mask gives the unrefined attack
+    full = refined_attack(model, x, y, np.ones_like(mask), request)
+    plain = get_attack("ifgsm")(model, x, y, threat, seed=np.array([0, 7])).numpy()
+    np.testing.assert_allclose(full, plain, atol=1e-6)
