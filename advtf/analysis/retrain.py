@@ -130,7 +130,8 @@ def run_cells(plan: CellPlan, store: CellStore, run_one: Callable[[Selection], d
     """Runs every unfinished cell of ``plan`` (finished ones are read back), pretrained reference first.
 
     Returns the pretrained model's accuracy and one row per cell (its selection and results).
-    An empty selection (the ``none`` subset of the combinations sweep) is the pretrained model.
+    An empty selection (the ``none`` subset of the combinations sweep) is the pretrained model;
+    a selection equal to an earlier one (``after-0`` = ``before-K``) reuses its result (``same_as``).
     """
     def finished(name: str, compute: Callable[[], dict], index: int) -> dict:
         total = len(plan.selections)
@@ -147,12 +148,16 @@ def run_cells(plan: CellPlan, store: CellStore, run_one: Callable[[Selection], d
         return result
 
     reference = finished(PRETRAINED, pretrained, 0)
-    rows = []
+    rows, by_units = [], {}
     for i, selection in enumerate(plan.selections, 1):
         if not selection.indices:
             result = dict(reference)
+        elif selection.indices in by_units:  # e.g. before-K and after-0 both retrain everything: run once
+            first, earlier = by_units[selection.indices]
+            result = finished(selection.name, lambda e=earlier, f=first: {**e, "same_as": f}, i)
         else:
             result = finished(selection.name, lambda s=selection: run_one(s), i)
+            by_units[selection.indices] = (selection.name, result)
         rows.append({"cell": selection.name, "part": selection.part, "cutoff": selection.cutoff,
                      "retrained": ",".join(plan.names[j] for j in selection.indices) or "none",
                      "indices": list(selection.indices), **result})

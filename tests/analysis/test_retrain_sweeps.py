@@ -119,3 +119,15 @@ def test_outputs_of_each_sweep(model, tmp_path):
         table = (out / "results.csv").read_text().splitlines()
         assert len(table) == 2 + len(plan.selections) and table[1].startswith("pretrained,,,none")
         assert (out / "combinations.csv").exists() == (sweep == "combinations")
+
+
+def test_identical_selections_run_once(model, tmp_path):
+    # before-3 and after-0 both retrain m0..m3: the second reuses the first's result.
+    calls = []
+    plan = plan_cells(model, sweep="cutoff")
+    _, rows = run_cells(plan, CellStore(tmp_path, {}), lambda s: calls.append(s.name) or
+                        {"clean_accuracy": 0.5, "robust_accuracy": 0.1 * len(s.indices)},
+                        pretrained=lambda: {"clean_accuracy": 0.9, "robust_accuracy": 0.0})
+    assert "after-0" not in calls and len(calls) == 7
+    after0 = next(r for r in rows if r["cell"] == "after-0")
+    assert after0["same_as"] == "before-3" and after0["robust_accuracy"] == pytest.approx(0.4)
