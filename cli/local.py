@@ -43,6 +43,27 @@ def _attack_setup(kw):
     return options, data, request
 
 
+def _also_request(request, spec: str):
+    """``--also-attack NAME[:NORM:EPS[:STEPS]]``: a further request; the main threat fills what is not given."""
+    from advtf.attacks import attack_spec
+    from advtf.attacks.threat import parse_number
+    from advtf.errors import UserError
+
+    parts = [p.strip() for p in spec.split(":")]
+    if len(parts) not in (1, 3, 4) or not parts[0]:
+        raise UserError(f"--also-attack {spec!r}: write NAME or NAME:NORM:EPS[:STEPS], e.g. fgsm or cw:l2:1")
+    name = parts[0]
+    threat = dataclasses.replace(request.threat, steps=attack_spec(name).default_steps, step_size=None)
+    if len(parts) >= 3:
+        threat = dataclasses.replace(threat, norm=parts[1], eps=parse_number(parts[2], what="--also-attack eps"))
+    if len(parts) == 4:
+        try:
+            threat = dataclasses.replace(threat, steps=int(parts[3]))
+        except ValueError:
+            raise UserError(f"--also-attack {spec!r}: STEPS must be an integer") from None
+    return dataclasses.replace(request, name=name, options={}, threat=threat)
+
+
 def _attack_title(command: str, request, models) -> str:
     t = request.threat
     return f"advtf {command}: {request.name} ({t.norm}, eps={t.eps:g}, {t.steps} steps) on {len(models)} model(s)"
@@ -149,8 +170,14 @@ def perturbations(**kw):
 @click.option("--adv-from", multiple=True, type=click.Path(), metavar="MODEL",
               help="Also measure adversarial examples made on MODEL on every other model (transfer, "
                    "Tables 3, 5; repeatable).")
-@click.option("--also-attack", multiple=True, metavar="NAME",
-              help="A further attack with the same norm and eps and its own default steps, e.g. fgsm (Table 4).")
+@click.option("--also-attack", multiple=True, metavar="NAME[:NORM:EPS[:STEPS]]",
+              help="A further attack (repeatable), by default with the same norm and eps and its own default "
+                   "steps, e.g. fgsm (Table 4), or with its own threat, e.g. cw:l2:1 or ead:l1:10:50 (Figure A8).")
+@click.option("--activation-maps", default=None, metavar="LAYER",
+              help="Also draw LAYER's most active channel maps for one natural/adversarial pair in every model "
+                   "(Figure 9/A9 of papers/003; the pair is attacked on the first MODEL).")
+@click.option("--channels", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Channels per model in --activation-maps.")
 @_CHECKPOINTS
 @_BATCH
 @run_options()
@@ -158,8 +185,9 @@ def response(**kw):
     """Local response differences per layer between natural and adversarial images (Tables 1-5, Figures 5, 9).
 
     Per image and layer: max = the largest |f(x_adv) - f(x)| over the layer's responses, total =
-    their sum; both averaged over images, for all images and split into successful / failed
-    attacks among naturally correct ones. One forward pass per batch yields every layer.
+    their sum, l2 = ||f(x_adv) - f(x)||_2 (the activation bias of papers/003, Figure A8); all
+    averaged over images, for all images and split into successful / failed attacks among
+    naturally correct ones. One forward pass per batch yields every layer.
 
     \b
     Examples:
@@ -167,12 +195,15 @@ def response(**kw):
           --also-attack fgsm --attack pgd --norm linf --eps 0.1 --test-subset 500 --out runs/response
       advtf response --checkpoints runs/adv-wd1e-4 --checkpoints runs/adv-wd1e-3 \\
           --norm linf --eps 0.1 --test-subset 200 --out runs/response-epochs
+      advtf response runs/std --compare runs/adv --attack ifgsm --norm linf --eps 0.05 \
+          --also-attack cw:l2:1 --also-attack ead:l1:10 --also-attack str:linf:0.1 \
+          --activation-maps m2 --test-subset 300 --out runs/activation-bias
 
-    Writes results.json, response.csv/.md, response.png, and with --checkpoints
-    checkpoints.csv/.md, checkpoints_max.png and checkpoints_total.png; manifest.json.
+    Writes results.json, response.csv/.md, response.png, activation_maps.png (with
+    --activation-maps), and with --checkpoints checkpoints.csv/.md and checkpoints_<stat>.png;
+    manifest.json.
     """
     from advtf.analysis.response import run_response_job
-    from advtf.attacks import attack_spec
     from advtf.errors import UserError
     from advtf.runs import RunDir
 
@@ -182,11 +213,11 @@ def response(**kw):
     also = list(kw.pop("also_attack"))
     options, data, request = _attack_setup(kw)
     options["model_paths"] = models
-    extra = [dataclasses.replace(request, name=name, options={}, threat=dataclasses.replace(
-        request.threat, steps=attack_spec(name).default_steps, step_size=None)) for name in also]
+    extra = [_also_request(request, spec) for spec in also]
     with RunDir(kw["out"], overwrite=kw["overwrite"], options=options) as run:
         results = run_response_job(models, data, request, run, layers=kw["layers"], adv_from=list(kw["adv_from"]),
                                    also=extra, checkpoints=list(kw["checkpoints"]), batch_size=kw["batch_size"],
+                                   activation_maps=kw["activation_maps"], channels=kw["channels"],
                                    progress=progress_factory(kw["quiet"]))
     layers = results["layers"]
     rows = [("layers", ",".join(layers or []))]
@@ -195,6 +226,11 @@ def response(**kw):
             rows.append((f"{model_name(r['model'])} {r['source']} {r['attack']} max | total",
                          " ".join(f"{r[f'{layer}_max']:.3g}" for layer in layers) + " | "
                          + " ".join(f"{r[f'{layer}_total']:.4g}" for layer in layers)))
+            rows.append((f"{model_name(r['model'])} {r['source']} {r['attack']} activation bias l2",
+                         " ".join(f"{r[f'{layer}_l2']:.3g}" for layer in layers)))
+    if results["activation_maps"]:
+        rows.append(("activation maps", f"{results['activation_maps']['layer']}, test image "
+                                        f"{results['activation_maps']['index']} -> activation_maps.png"))
     if results["checkpoints"]:
         rows.append(("checkpoints evaluated", len(results["checkpoints"])))
     rows += [("note", n) for n in results["notes"]]

@@ -7,7 +7,9 @@ For a layer ``l`` with activation ``f_l`` (a named endpoint of the model, e.g. R
 * **max** = ``max_{c,i,j} |f_l(x')_{c,i,j} - f_l(x)_{c,i,j}|`` — the largest absolute difference of
   any single response of the layer (the paper's "maximum absolute difference of local responses");
 * **total** = ``sum_{c,i,j} |f_l(x')_{c,i,j} - f_l(x)_{c,i,j}|`` — the sum of the absolute
-  differences over the whole feature map (the paper's "total differences yielded by per pairs").
+  differences over the whole feature map (the paper's "total differences yielded by per pairs");
+* **l2** = ``||f_l(x') - f_l(x)||_2`` — the Euclidean distance between the layer's activations,
+  Xu et al. (2019)'s *activation bias* (papers/003, Appendix 4, Figure A8).
 
 Both are per image and then averaged over the images of a split (Table 1: "per image"). The paper
 gives no formula; this reading reproduces the orders of magnitude of its Table 1 (Conv 1 on a
@@ -28,7 +30,7 @@ import tensorflow as tf
 from advtf.analysis.pairs import model_name
 from advtf.errors import UserError
 
-STATS = ("max", "total")
+STATS = ("max", "total", "l2")
 SPLITS = ("all", "successful", "failed")
 PAPER_LAYERS = ("conv1", "layer0", "layer1", "layer2", "layer3", "layer4")
 _LOGITS = "__logits__"
@@ -69,21 +71,22 @@ def _differences(extractor, x, x_adv):
             result[name] = tf.stack([predicted[:n], predicted[n:]])
             continue
         delta = tf.reshape(tf.abs(value[n:] - value[:n]), [n, -1])
-        result[name] = tf.stack([tf.reduce_max(delta, 1), tf.reduce_sum(delta, 1)])
+        result[name] = tf.stack([tf.reduce_max(delta, 1), tf.reduce_sum(delta, 1),
+                                 tf.sqrt(tf.reduce_sum(tf.square(delta), 1))])
     return result
 
 
 def layer_differences(extractor: keras.Model, x, x_adv) -> tuple[dict, np.ndarray, np.ndarray]:
-    """Per image and layer, the max and total absolute response difference (module docstring).
+    """Per image and layer, the max and total absolute response difference and their l2 norm (module docstring).
 
     Returns:
-        ``({layer: {"max": [B], "total": [B]}}, clean predictions [B], adversarial predictions [B])``,
+        ``({layer: {"max": [B], "total": [B], "l2": [B]}}, clean predictions, adversarial predictions)``,
         from one forward pass of the natural and adversarial batch together.
     """
     out = _differences(extractor, tf.convert_to_tensor(x, tf.float32), tf.convert_to_tensor(x_adv, tf.float32))
     out = {k: v.numpy() for k, v in out.items()}
     predictions = out.pop(_LOGITS)
-    return ({name: {"max": v[0], "total": v[1]} for name, v in out.items()}, predictions[0], predictions[1])
+    return ({name: dict(zip(STATS, v)) for name, v in out.items()}, predictions[0], predictions[1])
 
 
 @dataclasses.dataclass
@@ -209,8 +212,41 @@ def checkpoint_curves(checkpoint_dirs, splits, request, *, layers=None, batch_si
     return list(layers or []), rows
 
 
+def activation_map_pair(model_paths, models, splits, request, *, layer: str, channels: int = 8, batch_size=100,
+                        seed: int = 0) -> tuple[dict, dict]:
+    """Figure 9/A9: ``layer``'s channel maps in every model for one natural/adversarial pair.
+
+    The pair is the first correctly classified test image whose attack on the first model
+    succeeds (else the first image); every model sees the same ``x`` and ``x'``. Each model
+    shows its ``channels`` most active channels on ``x``. Returns ``(maps, pair_info)``.
+    """
+    from advtf.adversarial import attack_batches
+    from advtf.data import make_batches
+    from advtf.models import feature_extractor
+
+    batches = make_batches(splits.require("test"), batch_size, training=False).take(1)
+    rows = next(attack_batches(models[0], batches, request, num_classes=splits.info.num_classes, seed=seed))
+    good = np.flatnonzero(rows["clean_correct"] & rows["success"].astype(bool))
+    i = int(good[0]) if len(good) else 0
+    x, x_adv = rows["natural"][i:i + 1], rows["image"][i:i + 1]
+    maps = {}
+    for path, model in zip(model_paths, models):
+        extractor = feature_extractor(model, [layer])
+        natural = np.asarray(extractor(x)[layer])[0]
+        adversarial = np.asarray(extractor(x_adv)[layer])[0]
+        if natural.ndim != 3:
+            raise UserError(f"--activation-maps {layer}: not a spatial layer (shape {natural.shape}); "
+                            "pick a module such as m1")
+        top = np.argsort(-natural.mean((0, 1)))[:channels]
+        maps[model_name(path)] = {"natural": natural[..., top], "adversarial": adversarial[..., top]}
+    info = {"index": i, "label": int(rows["label"][i]), "adversarial_prediction": int(rows["adversarial_prediction"][i]),
+            "success": bool(rows["success"][i]), "attacked_model": model_name(model_paths[0])}
+    return maps, info
+
+
 def run_response_job(model_paths, data, request, run, *, layers=None, adv_from=(), also=(), checkpoints=(),
-                     batch_size: int = 100, progress=None) -> dict:
+                     batch_size: int = 100, activation_maps: str | None = None, channels: int = 8,
+                     progress=None) -> dict:
     """``advtf response``: Tables 1-5 for ``model_paths``, and Figures 5/9 for ``checkpoints`` runs.
 
     ``also`` holds further :class:`~advtf.adversarial.AttackRequest` s (e.g. FGSM next to PGD, Table 4).
@@ -238,6 +274,11 @@ def run_response_job(model_paths, data, request, run, *, layers=None, adv_from=(
     run.inputs.update(dataset=splits.fingerprint, models=fingerprints(model_paths),
                       checkpoints=checkpoint_fingerprints(series),
                       adv_from=fingerprints(adv_from))
+    if activation_maps and not models:
+        raise UserError("--activation-maps needs MODEL(s); it does not apply to --checkpoints alone")
+    if activation_maps:
+        for m in models:
+            response_extractor(m, [activation_maps])
     rows, notes = [], []
     if models:
         rows, notes = response_tables(model_paths, models, splits, requests, layers=layers, adv_from=adv_from,
@@ -258,9 +299,22 @@ def run_response_job(model_paths, data, request, run, *, layers=None, adv_from=(
             epoch_curves(grouped,
                          list(panels), run.path / f"checkpoints_{stat}.png", ylabel=f"mean {stat} |Δ response|",
                          title=f"{stat} local response difference ({request.name}) over epochs")
-    results = {"layers": layers, "rows": rows, "notes": notes, "checkpoints": curves,
+    pair = None
+    if activation_maps:
+        from advtf.plots.local import activation_maps_figure
+
+        maps, pair = activation_map_pair(model_paths, models, splits, request, layer=activation_maps,
+                                         channels=channels, batch_size=batch_size, seed=data.seed)
+        pair["layer"] = activation_maps
+        activation_maps_figure(maps, run.path / "activation_maps.png", layer=activation_maps,
+                               title=f"{activation_maps}: test image {pair['index']} (label {pair['label']}) and its "
+                                     f"{request.name} example on {pair['attacked_model']} "
+                                     f"(predicted {pair['adversarial_prediction']})")
+    results = {"layers": layers, "rows": rows, "notes": notes, "checkpoints": curves, "activation_maps": pair,
                "definition": {"max": "mean over images of max_{c,i,j} |f(x_adv) - f(x)|",
-                              "total": "mean over images of sum_{c,i,j} |f(x_adv) - f(x)|"},
+                              "total": "mean over images of sum_{c,i,j} |f(x_adv) - f(x)|",
+                              "l2": "mean over images of ||f(x_adv) - f(x)||_2 (activation bias, papers/003 "
+                                    "Figure A8)"},
                **request.to_json(), "also": [r.name for r in also], "dataset": splits.info.name}
     write_json(run.path / "results.json", results)
     return results

@@ -128,22 +128,50 @@ def perturbation_grid(natural: np.ndarray, columns: list[dict], path: Path, *, e
 
 
 def response_figure(rows: list[dict], layers: list[str], path: Path) -> None:
-    """Tables 1-5 as bars: mean max and total |response difference| per layer, one bar per row."""
+    """Tables 1-5 and Figure A8 as bars: mean max, total and l2 response difference per layer, one bar per row."""
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    stats = ("max", "total", "l2")
+    titles = {"max": "max |f(x_adv) - f(x)|", "total": "sum |f(x_adv) - f(x)|",
+              "l2": "||f(x_adv) - f(x)||_2 (activation bias)"}
+    fig, axes = plt.subplots(1, 3, figsize=(16, 3.8))
     width = 0.8 / max(len(rows), 1)
     x = np.arange(len(layers))
     for k, row in enumerate(rows):
         label = f"{model_name(row['model'])} · {row['source']} · {row['attack']} · {row['split']} (n={row['n']})"
-        for ax, stat in zip(axes, ("max", "total")):
+        for ax, stat in zip(axes, stats):
             values = [row.get(f"{layer}_{stat}") for layer in layers]
             ax.bar(x + k * width, [np.nan if v is None else v for v in values], width, label=label)
-    for ax, stat in zip(axes, ("max", "total")):
+    for ax, stat in zip(axes, stats):
         ax.set_xticks(x + 0.4 - width / 2, layers)
         ax.set_yscale("log")
-        ax.set_title(f"{stat} |f(x_adv) - f(x)| per image (mean over images)", fontsize=9)
+        ax.set_title(f"{titles[stat]} per image (mean over images)", fontsize=9)
         ax.grid(alpha=0.3, axis="y")
-    axes[1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axes[-1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def activation_maps_figure(maps: dict, path: Path, *, layer: str, title: str = "") -> None:
+    """Figure 9/A9: channel maps of one layer for the same natural/adversarial pair, two rows per model.
+
+    ``maps[model] = {"natural": [H, W, k], "adversarial": [H, W, k]}``; each model's rows share a colour scale.
+    """
+    plt = _plt()
+    k = max(m["natural"].shape[-1] for m in maps.values())
+    fig, axes = plt.subplots(2 * len(maps), k, figsize=(1.3 * k + 1, 2.6 * len(maps)), squeeze=False)
+    for i, (name, pair) in enumerate(maps.items()):
+        top = max(float(pair["natural"].max()), float(pair["adversarial"].max()), 1e-12)
+        for j, kind in enumerate(("natural", "adversarial")):
+            for c in range(k):
+                ax = axes[2 * i + j, c]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if c < pair[kind].shape[-1]:
+                    ax.imshow(pair[kind][..., c], cmap="viridis", vmin=0, vmax=top)
+                if c == 0:
+                    ax.set_ylabel(f"{name}\n{kind}", fontsize=7)
+    fig.suptitle(title or f"{layer}: activation maps, natural vs adversarial", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

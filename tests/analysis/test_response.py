@@ -31,6 +31,7 @@ def test_max_and_total_match_numpy(model, pair):
         delta = np.abs(np.asarray(att[layer]) - np.asarray(nat[layer])).reshape(len(x), -1)
         np.testing.assert_allclose(diffs[layer]["max"], delta.max(1), rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(diffs[layer]["total"], delta.sum(1), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(diffs[layer]["l2"], np.linalg.norm(delta, axis=1), rtol=1e-4, atol=1e-6)
     np.testing.assert_array_equal(clean, np.argmax(model(x).numpy(), -1))
     np.testing.assert_array_equal(adv, np.argmax(model(x_adv).numpy(), -1))
     # Identical inputs differ nowhere.
@@ -60,11 +61,12 @@ def test_hand_made_linear_layer():
 
 def test_split_means_and_an_empty_split():
     arrays = {"m0_max": np.array([1.0, 2.0, 3.0, 4.0]), "m0_total": np.array([10.0, 20.0, 30.0, 40.0]),
+              "m0_l2": np.array([2.0, 3.0, 4.0, 5.0]),
               "clean_correct": np.array([True, True, True, False]), "success": np.array([True, True, True, True])}
     rows = {r["split"]: r for r in R.split_means(arrays, ["m0"])}
     assert rows["all"]["n"] == 4 and rows["all"]["m0_max"] == pytest.approx(2.5)
     assert rows["successful"]["n"] == 3 and rows["successful"]["m0_total"] == pytest.approx(20.0)
-    assert rows["failed"] == {"split": "failed", "n": 0, "m0_max": None, "m0_total": None}
+    assert rows["failed"] == {"split": "failed", "n": 0, "m0_max": None, "m0_total": None, "m0_l2": None}
     note = R._empty_note("runs/std", "own", "pgd", rows["failed"], 3)
     assert "no failed attacks" in note and "fgsm" in note
 

@@ -67,3 +67,23 @@ def test_bad_input_is_one_line(trained, tmp_path):
                           "--out", out), words="not convolutional", out=out)
     assert_user_error(run("psr", trained, *DATA, *ATTACK, "--grid", "40", "--out", out), words="larger than", out=out)
     assert_user_error(run("psr", *DATA, *ATTACK, "--out", out), words="MODEL", out=out)
+
+
+def test_activation_bias_for_attacks_with_their_own_threats(trained, tmp_path):
+    out = tmp_path / "bias"
+    result = run("response", trained, *DATA, "--attack", "ifgsm", "--norm", "linf", "--eps", "0.1", "--steps", "3",
+                 "--also-attack", "cw:l2:1:5", "--also-attack", "fgsm", "--activation-maps", "m1", "--channels", "3",
+                 "--out", out)
+    assert_ok(result)
+    results = json.loads((out / "results.json").read_text())
+    rows = [r for r in results["rows"] if r["split"] == "all"]
+    assert [r["attack"] for r in rows] == ["ifgsm", "cw", "fgsm"]
+    for r in rows:  # l2 lies between max and total for every layer
+        for layer in results["layers"]:
+            assert r[f"{layer}_max"] <= r[f"{layer}_l2"] + 1e-6 <= r[f"{layer}_total"] + 2e-6
+    assert results["activation_maps"]["layer"] == "m1" and (out / "activation_maps.png").exists()
+    bad = tmp_path / "bad"
+    assert_user_error(run("response", trained, *DATA, "--also-attack", "cw:l2", "--out", bad), words="NAME:NORM:EPS",
+                      out=bad)
+    assert_user_error(run("response", trained, *DATA, "--also-attack", "cw:linf:1", "--out", bad), words="norm",
+                      out=bad)
