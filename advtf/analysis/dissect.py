@@ -263,16 +263,19 @@ class IoUCounts:
     def zeros(cls, segments: int, categories: int, units: int) -> "IoUCounts":
         return cls(np.zeros((segments, units)), np.zeros(segments), np.zeros((categories, units)))
 
-    def add(self, masks, batch: dict) -> None:
+    def add(self, masks, batch: dict, units: slice = slice(None)) -> None:
+        """Adds one batch's counts; ``masks`` may hold a slice ``units`` of the layer's units (label areas
+        are counted with the chunk starting at unit 0)."""
         segments = self.label_area.shape[0]
         labels = np.where(batch["pixel_labels"] < segments, batch["pixel_labels"], 0)  # numbers outside the table
         image_labels = np.where(batch["image_labels"] < segments, batch["image_labels"], 0)
         inter, label_area, unit_area = _batch_counts(masks, tf.constant(labels, tf.int32),
                                                      tf.constant(image_labels, tf.int32),
                                                      tf.constant(batch["present"]), tf.constant(segments))
-        self.intersection += inter.numpy()
-        self.label_area += label_area.numpy()
-        self.unit_area += unit_area.numpy()
+        self.intersection[:, units] += inter.numpy()
+        if units.start in (None, 0):
+            self.label_area += label_area.numpy()
+        self.unit_area[:, units] += unit_area.numpy()
 
     def iou(self, numbers: np.ndarray, category_index: np.ndarray) -> np.ndarray:
         """``IoU[U, C]`` of the concepts with global ``numbers`` and category indices (Eq. 7)."""
@@ -370,6 +373,13 @@ def thresholds_pass(extractor, concepts, input_shape, layers, quantile, *, batch
     return estimators
 
 
+def unit_chunks(map_shape, seg_shape, limit: int = 1 << 25) -> list[slice]:
+    """Slices of units whose upsampled masks (``B x sh x sw x units`` floats) stay within ``limit`` values."""
+    batch, units = int(map_shape[0]), int(map_shape[-1])
+    size = max(1, limit // max(1, batch * int(seg_shape[0]) * int(seg_shape[1])))
+    return [slice(start, min(start + size, units)) for start in range(0, units, size)]
+
+
 def iou_pass(extractor, concepts, input_shape, layers, thresholds, *, batch_size, progress=None):
     """``{layer: IoUCounts}`` over the whole concept set."""
     segments = int(concepts.label_numbers.max(initial=0)) + 1
@@ -378,7 +388,8 @@ def iou_pass(extractor, concepts, input_shape, layers, thresholds, *, batch_size
     for batch in _stream(concepts, batch_size, progress, "IoU"):
         maps = _features(extractor, prepare_images(batch["image"], input_shape))
         for n in layers:
-            counts[n].add(unit_masks(maps[n], thresholds[n], seg_shape), batch)
+            for units in unit_chunks(maps[n].shape, concepts.seg_shape):
+                counts[n].add(unit_masks(maps[n][..., units], thresholds[n][units], seg_shape), batch, units)
     return counts
 
 
@@ -402,9 +413,10 @@ def sensitivity_pass(model, extractor, concepts, input_shape, layers, thresholds
             x_adv = tf.constant(row["image"])
             natural, adversarial = _features(extractor, x), _features(extractor, x_adv)
             for n in layers:
-                change = mask_change(unit_masks(natural[n], thresholds[n], seg_shape),
-                                     unit_masks(adversarial[n], thresholds[n], seg_shape))
-                totals[n] += change.numpy().sum(0)
+                for units in unit_chunks(natural[n].shape, concepts.seg_shape):
+                    change = mask_change(unit_masks(natural[n][..., units], thresholds[n][units], seg_shape),
+                                         unit_masks(adversarial[n][..., units], thresholds[n][units], seg_shape))
+                    totals[n][units] += change.numpy().sum(0)
             seen += len(row["image"])
             flipped += int(row["success"].sum())
             if len(kept) < keep:

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from advtf.analysis.dissect import (HISTOGRAM_BINS, IoUCounts, UnitQuantile, detector_counts, mask_change,
-                                    prepare_images, sensitivity_p_values, unit_masks, unit_table)
+                                    prepare_images, sensitivity_p_values, unit_chunks, unit_masks, unit_table)
 from advtf.data.concepts import ConceptSet
 from advtf.errors import UserError
 
@@ -120,6 +120,12 @@ def test_iou_counts_match_set_counting_over_batches(rng):
         counts.add(tf.constant(masks[start:stop]), {k: v[start:stop] for k, v in batch.items() if v is not None})
     iou = counts.iou(concepts.label_numbers, category_index)
     np.testing.assert_allclose(iou, _reference_iou(masks, batch, concepts), rtol=1e-6)
+    chunked = IoUCounts.zeros(9, 3, units)  # units in chunks, as iou_pass bounds memory
+    chunks = unit_chunks(masks.shape, (seg, seg), limit=n * seg * seg * 4)
+    assert [(c.start, c.stop) for c in chunks] == [(0, 4), (4, 6)]
+    for units_ in chunks:
+        chunked.add(tf.constant(masks[..., units_]), {k: v for k, v in batch.items() if v is not None}, units_)
+    np.testing.assert_allclose(chunked.iou(concepts.label_numbers, category_index), iou, rtol=1e-12)
     # the category rule matters: counting image 0's masks for the object concept lowers its IoU
     everything = dict(batch, present=np.ones_like(batch["present"]))
     loose = IoUCounts.zeros(9, 3, units)
