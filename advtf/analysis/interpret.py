@@ -229,6 +229,7 @@ def run_psr_job(model_paths, data, request, run, *, grid: int | None = None, str
                           "cam_x0_t0": (maps["x0_t0"] / peak)[top], "cam_xadv_t": (maps["xadv_t"] / peak)[top],
                           "category_map": category_map(sens["r"][top], sens["s"][top], significant[top], masks),
                           "l2": norms["l2"][top], "linf": norms["linf"][top],
+                          "l2_map": np.max(norms["l2"][top][:, :, None, None] * masks[None], axis=1),
                           **{k: sens[k][top] for k in ("d0", "dt", "r")}}
         arrays = {k: np.concatenate(v) for k, v in acc.items()}
         row = {"model": name, "attack": request.name, "grid": grid, "stride": stride, "grids": len(masks),

@@ -61,32 +61,35 @@ def cam_figure(figure: dict, path: Path, *, class_names=None, title: str = "") -
 
 
 def psr_examples_figure(figure: dict, path: Path, *, class_names=None, title: str = "") -> None:
-    """Figure 2 per example: x', ||delta_Gi||_2 and ||delta_Gi||_inf, d0 and dt per grid, sorted PSR."""
+    """Figure 2 per example: x', the ||delta_Gi||_2 heat map, ||delta_Gi||_2 and ||delta_Gi||_inf, d0 and dt
+    per grid, sorted PSR."""
     plt = _plt()
     n = len(figure["label"])
-    fig, axes = plt.subplots(n, 4, figsize=(13, 2.4 * n), squeeze=False,
-                             gridspec_kw={"width_ratios": [1, 2, 2, 2]})
+    fig, axes = plt.subplots(n, 5, figsize=(15, 2.4 * n), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 1, 2, 2, 2]})
     for i in range(n):
         t0, t = _name(class_names, figure["label"][i]), _name(class_names, figure["target"][i])
         _image(axes[i, 0], figure["adversarial"][i], f"x' ({t0} -> {t})")
+        _heat(axes[i, 1], figure["l2_map"][i], "||δ_G||2 per grid", vmax=max(float(figure["l2_map"][i].max()), 1e-12),
+              cmap="magma")
         grids = np.arange(len(figure["l2"][i]))
-        ax = axes[i, 1]
+        ax = axes[i, 2]
         ax.plot(grids, figure["l2"][i], label="||δ_G||2")
         ax.plot(grids, figure["linf"][i], label="||δ_G||∞")
         ax.set_xlabel("grid", fontsize=7)
         ax.legend(fontsize=6)
-        ax = axes[i, 2]
+        ax = axes[i, 3]
         ax.plot(grids, figure["d0"][i], label="d0 (suppress t0)")
         ax.plot(grids, figure["dt"][i], label="dt (promote t)")
         ax.set_xlabel("grid", fontsize=7)
         ax.legend(fontsize=6)
-        ax = axes[i, 3]
+        ax = axes[i, 4]
         ax.plot(np.sort(figure["r"][i]), ".", markersize=3)
         for level in (-1, 1):
             ax.axhline(level, linestyle="--", color="k", linewidth=0.8)
         ax.set_xlabel("grids sorted by PSR r", fontsize=7)
         ax.set_ylabel("r = log2(dt/d0)", fontsize=7)
-        for ax in axes[i, 1:]:
+        for ax in axes[i, 2:]:
             ax.tick_params(labelsize=6)
             ax.grid(alpha=0.3)
     if title:
