@@ -235,20 +235,25 @@ def analyse_module(sample: FeatureSample, *, method: str, embed_samples: int, mm
     vectors = np.concatenate([sample.natural[emb_nat], sample.adversarial[emb_adv]])
     is_adversarial = np.concatenate([np.zeros(len(emb_nat), bool), np.ones(len(emb_adv), bool)])
     xy = embed(vectors, method, seed=seed, perplexity=perplexity)
-    lo, hi = xy.min(0), xy.max(0)
-    pad = 0.05 * np.maximum(hi - lo, 1e-6)
-    extent = (float(lo[0] - pad[0]), float(hi[0] + pad[0]), float(lo[1] - pad[1]), float(hi[1] + pad[1]))
     row = {"module": sample.module, "channels": sample.channels, "height": sample.height, "width": sample.width,
            "positions_per_image": n // max(1, len(np.unique(sample.image))),
            "n_natural": n, "n_adversarial": len(sample.adversarial), "mmd2": mmd["mmd2"], "p_value": mmd["p_value"],
            "bandwidth": mmd["bandwidth"], "mmd_n": mmd["n_x"], "permutations": permutations,
            "c2st_accuracy": c2st["accuracy"], "c2st_n_test": c2st["n_test"], "n_embedded": len(xy)}
-    panel = {"module": sample.module, "embedding": xy, "adversarial": is_adversarial,
-             "image": np.concatenate([sample.image[emb_nat], sample.image[emb_adv]]),
-             "position": np.concatenate([sample.position[emb_nat], sample.position[emb_adv]]),
-             "extent": extent, "density_natural": density_grid(xy[~is_adversarial], extent),
-             "density_adversarial": density_grid(xy[is_adversarial], extent)}
+    panel = with_densities({"module": sample.module, "embedding": xy, "adversarial": is_adversarial,
+                            "image": np.concatenate([sample.image[emb_nat], sample.image[emb_adv]]),
+                            "position": np.concatenate([sample.position[emb_nat], sample.position[emb_adv]])})
     return row, panel
+
+
+def with_densities(panel: dict) -> dict:
+    """``panel`` plus its plot ``extent`` (the points' range, 5 % margin) and both samples' density grids."""
+    xy, adversarial = np.asarray(panel["embedding"]), np.asarray(panel["adversarial"], bool)
+    lo, hi = xy.min(0), xy.max(0)
+    pad = 0.05 * np.maximum(hi - lo, 1e-6)
+    extent = (float(lo[0] - pad[0]), float(hi[0] + pad[0]), float(lo[1] - pad[1]), float(hi[1] + pad[1]))
+    return {**panel, "extent": extent, "density_natural": density_grid(xy[~adversarial], extent),
+            "density_adversarial": density_grid(xy[adversarial], extent)}
 
 
 def save_embeddings(path, panels: list[dict]) -> None:
@@ -265,6 +270,21 @@ def load_embeddings(path, count: int) -> list[dict]:
     with np.load(path, allow_pickle=False) as data:
         return [{key: data[f"p{i}_{key}"] for key in ("embedding", "adversarial", "image", "position")}
                 for i in range(count)]
+
+
+def load_panels(run_dir) -> tuple[list[dict], dict]:
+    """The figure's panels of a finished ``advtf features`` run, and its results, to redraw it::
+
+        panels, results = load_panels("runs/features")
+        features_figure(panels, results["rows"], results["modules"], "again.png")
+    """
+    from pathlib import Path
+
+    from advtf.runs import read_json
+
+    results = read_json(Path(run_dir) / "results.json")
+    arrays = load_embeddings(Path(run_dir) / "embeddings.npz", len(results["panels"]))
+    return [with_densities({**meta, **a}) for meta, a in zip(results["panels"], arrays)], results
 
 
 def run_features_job(model_paths, data, request, run, *, modules=None, method: str = "tsne", positions: int = 100,
@@ -285,7 +305,7 @@ def run_features_job(model_paths, data, request, run, *, modules=None, method: s
     splits = data.load()
     request.check(splits.info.num_classes)
     models = load_models(model_paths, splits.info)
-    modules = list(modules) if modules else default_modules(models[0])
+    modules = list(dict.fromkeys(modules)) if modules else default_modules(models[0])
     for path, model in zip(model_paths, models):
         check_modules(model, modules, model_name(path))
     run.inputs.update(dataset=splits.fingerprint, models=fingerprints(model_paths))

@@ -7,27 +7,21 @@ from pathlib import Path
 import numpy as np
 
 from advtf.analysis.pairs import model_name
+from advtf.plots.local import _plt
 
 NATURAL, ADVERSARIAL = "tab:green", "tab:red"
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _contours(ax, density, extent, colour) -> None:
     if density is None or not np.isfinite(density).all() or density.max() <= 0:
         return
-    levels = density.max() * np.array([0.1, 0.3, 0.5, 0.7, 0.9])
+    top = density.max()
     xs = np.linspace(extent[0], extent[1], density.shape[1])
     ys = np.linspace(extent[2], extent[3], density.shape[0])
-    ax.contourf(xs, ys, density, levels=[levels[1], density.max() * 1.01], colors=[colour], alpha=0.12)
-    ax.contour(xs, ys, density, levels=levels, colors=[colour], linewidths=0.7, alpha=0.8)
+    # Nested filled regions (20 %, 50 %, 80 % of the peak density) darken towards the modes.
+    for level in (0.2, 0.5, 0.8):
+        ax.contourf(xs, ys, density, levels=[level * top, top * 1.01], colors=[colour], alpha=0.13)
+    ax.contour(xs, ys, density, levels=[0.2 * top], colors=[colour], linewidths=0.8)
 
 
 def features_figure(panels: list[dict], rows: list[dict], modules: list[str], path: Path, *, title: str = "") -> None:
@@ -41,8 +35,8 @@ def features_figure(panels: list[dict], rows: list[dict], modules: list[str], pa
     for panel in panels:
         ax = axes[models.index(panel["model"])][modules.index(panel["module"])]
         xy, adv = np.asarray(panel["embedding"]), np.asarray(panel["adversarial"], bool)
-        ax.scatter(xy[~adv, 0], xy[~adv, 1], s=2, c=NATURAL, alpha=0.35, linewidths=0, label="natural")
-        ax.scatter(xy[adv, 0], xy[adv, 1], s=2, c=ADVERSARIAL, alpha=0.35, linewidths=0, label="adversarial")
+        ax.scatter(xy[~adv, 0], xy[~adv, 1], s=3, c=NATURAL, alpha=0.4, linewidths=0, label="natural")
+        ax.scatter(xy[adv, 0], xy[adv, 1], s=3, c=ADVERSARIAL, alpha=0.4, linewidths=0, label="adversarial")
         _contours(ax, panel.get("density_natural"), panel["extent"], NATURAL)
         _contours(ax, panel.get("density_adversarial"), panel["extent"], ADVERSARIAL)
         ax.set_xlim(panel["extent"][0], panel["extent"][1])

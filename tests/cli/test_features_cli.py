@@ -53,6 +53,14 @@ def test_two_models_side_by_side(models, tmp_path):
             assert panel["key"] == f"p{i}"
             assert data[f"p{i}_embedding"].shape == (60, 2)
             assert data[f"p{i}_adversarial"].sum() == 30
+    # The figure can be redrawn from the run directory alone.
+    from advtf.analysis.features import load_panels
+    from advtf.plots.features import features_figure
+
+    panels, saved = load_panels(out)
+    assert [(p["model"], p["module"]) for p in panels] == [(r["model"], r["module"]) for r in saved["rows"]]
+    features_figure(panels, saved["rows"], saved["modules"], tmp_path / "again.png")
+    assert (tmp_path / "again.png").stat().st_size > 10_000
 
 
 def test_default_modules_and_umap_when_installed(models, tmp_path):
