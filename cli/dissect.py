@@ -50,7 +50,7 @@ def _layers(ctx, param, value):
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the synthetic concepts, the attack's random start and the p-value draws.")
-@run_options()
+@run_options(resumable=True)
 def dissect(**kw):
     """Network dissection (Bau et al. 2017) and the sensitivity of units to adversarial examples (Figures 7, 8).
 
@@ -61,7 +61,8 @@ def dissect(**kw):
     over untargeted adversarial examples (Eq. 8); and per N the p-value of the summed IoU(k) of the
     N most sensitive units against random N-subsets. Streams the concept set twice (thresholds,
     IoU counts; four times when a layer's exact quantile exceeds --quantile-budget) and attacks
-    --attack-images of them.
+    --attack-images of them. An interrupted run continues with --resume (the thresholds, IoU counts
+    and sensitivity sums so far are kept).
 
     \b
     Examples:
@@ -80,7 +81,7 @@ def dissect(**kw):
 
     options = dict(kw)
     request = make_attack_request(kw, make_threat(kw))
-    with RunDir(kw["out"], overwrite=kw["overwrite"], options=options) as run:
+    with RunDir(kw["out"], overwrite=kw["overwrite"], resume=kw["resume"], resumable=True, options=options) as run:
         results = run_dissect_job(
             kw["model_path"], kw["concepts"], request, run, layers=kw["layers"], quantile=kw["quantile"],
             detector_iou=kw["detector_iou"], unit_score=kw["unit_iou"], concept_images=kw["concept_images"],

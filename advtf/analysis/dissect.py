@@ -30,6 +30,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import shutil
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -337,15 +340,18 @@ def _bar(progress, total, desc):
     return progress(total=total, desc=desc, unit="img") if progress else None
 
 
-def _stream(concepts, batch_size, progress, desc, limit=None):
-    bar = _bar(progress, min(concepts.size, limit or concepts.size), desc)
-    seen = 0
+def _stream(concepts, batch_size, progress, desc, limit=None, start=0):
+    """Concept batches from image ``start`` up to ``limit`` images, with a progress bar over all of them."""
+    total = min(concepts.size, limit or concepts.size)
+    bar = _bar(progress, total, desc)
+    seen = start
+    if bar is not None and start:
+        bar.update(min(start, total))
     try:
-        for batch in concepts.batches(batch_size):
-            if limit is not None:
-                if seen >= limit:
-                    break
-                batch = {k: v[:limit - seen] for k, v in batch.items()}
+        for batch in concepts.batches(batch_size, start):
+            if seen >= total:
+                break
+            batch = {k: v[:total - seen] for k, v in batch.items()}
             seen += len(batch["image"])
             if bar is not None:
                 bar.update(len(batch["image"]))
@@ -355,8 +361,56 @@ def _stream(concepts, batch_size, progress, desc, limit=None):
             bar.close()
 
 
-def thresholds_pass(extractor, concepts, input_shape, layers, quantile, *, batch_size, budget, progress=None):
-    """``{layer: UnitQuantile}`` with thresholds, after as many passes over the concepts as they need."""
+class ResumeState:
+    """What an interrupted ``advtf dissect`` keeps in ``<run>/state``: the thresholds, and the IoU counts and
+    sensitivity sums with the number of images they cover, each one ``.npz`` replaced atomically (read
+    back without pickle). ``state/checkpoint`` holds the parameters; a resume with others is refused."""
+
+    def __init__(self, directory, parameters: dict):
+        from advtf.analysis.chunks import CHECKPOINT, _normalised
+        from advtf.runs import read_json, write_json
+
+        self.directory = Path(directory)
+        self.parameters = _normalised(parameters)
+        checkpoint = self.directory / CHECKPOINT
+        if checkpoint.exists():
+            stored = read_json(checkpoint).get("parameters", {})
+            changed = sorted(k for k in set(stored) | set(self.parameters) if stored.get(k) != self.parameters.get(k))
+            if changed:
+                raise UserError(f"the interrupted run was started with other options ({', '.join(changed)}); "
+                                "resume with the same options, or pass --overwrite to start again")
+        else:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            write_json(checkpoint, {"parameters": self.parameters})
+
+    def load(self, name: str) -> dict | None:
+        path = self.directory / f"{name}.npz"
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        except (OSError, ValueError) as e:
+            raise UserError(f"{path} of the interrupted run is unreadable ({e}); pass --overwrite to start "
+                            "again") from None
+
+    def save(self, name: str, arrays: dict) -> None:
+        path = self.directory / f"{name}.npz"
+        tmp = path.with_name(f".{name}.tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def thresholds_pass(extractor, concepts, input_shape, layers, quantile, *, batch_size, budget, progress=None,
+                    state=None) -> tuple[dict, dict]:
+    """``({layer: T [U]}, {layer: method})``, after as many passes over the concepts as the layers need."""
+    saved = state.load("thresholds") if state is not None else None
+    if saved is not None:
+        return ({n: saved[f"t{i}"] for i, n in enumerate(layers)},
+                {n: str(saved["methods"][i]) for i, n in enumerate(layers)})
     shapes = {n: tuple(extractor.output[n].shape[1:]) for n in layers}
     estimators = {n: UnitQuantile(s[2], concepts.size * s[0] * s[1], quantile, budget=budget)
                   for n, s in shapes.items()}
@@ -370,7 +424,12 @@ def thresholds_pass(extractor, concepts, input_shape, layers, quantile, *, batch
                 estimators[n].update(maps[n])
         for n in active:
             estimators[n].finish_pass()
-    return estimators
+    thresholds = {n: e.thresholds.astype(np.float32) for n, e in estimators.items()}
+    methods = {n: e.method for n, e in estimators.items()}
+    if state is not None:
+        state.save("thresholds", {**{f"t{i}": thresholds[n] for i, n in enumerate(layers)},
+                                  "methods": np.asarray([methods[n] for n in layers])})
+    return thresholds, methods
 
 
 def unit_chunks(map_shape, seg_shape, limit: int = 1 << 25) -> list[slice]:
@@ -380,53 +439,73 @@ def unit_chunks(map_shape, seg_shape, limit: int = 1 << 25) -> list[slice]:
     return [slice(start, min(start + size, units)) for start in range(0, units, size)]
 
 
-def iou_pass(extractor, concepts, input_shape, layers, thresholds, *, batch_size, progress=None):
-    """``{layer: IoUCounts}`` over the whole concept set."""
+def iou_pass(extractor, concepts, input_shape, layers, thresholds, *, batch_size, progress=None, state=None,
+             every: int = 50) -> dict:
+    """``{layer: IoUCounts}`` over the whole concept set; the counts so far saved every ``every`` batches."""
     segments = int(concepts.label_numbers.max(initial=0)) + 1
     counts = {n: IoUCounts.zeros(segments, len(concepts.categories), len(thresholds[n])) for n in layers}
+    saved = state.load("iou") if state is not None else None
+    done = 0
+    if saved is not None:
+        done = int(saved["images"])
+        counts = {n: IoUCounts(saved[f"i{i}"], saved[f"l{i}"], saved[f"u{i}"]) for i, n in enumerate(layers)}
     seg_shape = tf.constant(concepts.seg_shape, tf.int32)
-    for batch in _stream(concepts, batch_size, progress, "IoU"):
+    for b, batch in enumerate(_stream(concepts, batch_size, progress, "IoU", start=done)):
         maps = _features(extractor, prepare_images(batch["image"], input_shape))
         for n in layers:
             for units in unit_chunks(maps[n].shape, concepts.seg_shape):
                 counts[n].add(unit_masks(maps[n][..., units], thresholds[n][units], seg_shape), batch, units)
+        done += len(batch["image"])
+        if state is not None and ((b + 1) % every == 0 or done == concepts.size):
+            state.save("iou", {"images": np.asarray(done), **{
+                f"{key}{i}": value for i, n in enumerate(layers) for key, value in
+                (("i", counts[n].intersection), ("l", counts[n].label_area), ("u", counts[n].unit_area))}})
     return counts
 
 
 def sensitivity_pass(model, extractor, concepts, input_shape, layers, thresholds, request, *, count, batch_size,
-                     seed=0, progress=None, keep=0):
-    """Eq. 8 on the first ``count`` concept images: ``{layer: v [U]}``, the attack's success rate, and the
-    first ``keep`` natural / adversarial model inputs (for Figure 8)."""
+                     seed=0, progress=None, keep=0, state=None, every: int = 10):
+    """Eq. 8 on the first ``count`` concept images: ``{layer: v [U]}``, the attack's success rate, the
+    number of images attacked and the first ``keep`` natural / adversarial model inputs (Figure 8).
+    The sums so far are saved every ``every`` batches."""
     from advtf.adversarial import attack_batches
 
     seg_shape = tf.constant(concepts.seg_shape, tf.int32)
     totals = {n: np.zeros(len(thresholds[n])) for n in layers}
-    seen, flipped, kept = 0, 0, []
-    bar = _bar(progress, min(count, concepts.size), f"{request.name} + masks")
+    seen, flipped = 0, 0
+    kept_natural = kept_adversarial = np.zeros((0, *input_shape), np.float32)
+    saved = state.load("sensitivity") if state is not None else None
+    if saved is not None:
+        seen, flipped = int(saved["images"]), int(saved["flipped"])
+        totals = {n: saved[f"v{i}"] for i, n in enumerate(layers)}
+        kept_natural, kept_adversarial = saved["natural"], saved["adversarial"]
     num_classes = int(model.output_shape[-1])
-    try:
-        for i, batch in enumerate(_stream(concepts, batch_size, None, "", limit=count)):
-            x = prepare_images(batch["image"], input_shape)
-            predicted = tf.argmax(model(x, training=False), -1, output_type=tf.int32)
-            pairs = tf.data.Dataset.from_tensors((x, predicted))
-            (row,) = attack_batches(model, pairs, request, num_classes=num_classes, seed=seed + i)
-            x_adv = tf.constant(row["image"])
-            natural, adversarial = _features(extractor, x), _features(extractor, x_adv)
-            for n in layers:
-                for units in unit_chunks(natural[n].shape, concepts.seg_shape):
-                    change = mask_change(unit_masks(natural[n][..., units], thresholds[n][units], seg_shape),
-                                         unit_masks(adversarial[n][..., units], thresholds[n][units], seg_shape))
-                    totals[n][units] += change.numpy().sum(0)
-            seen += len(row["image"])
-            flipped += int(row["success"].sum())
-            if len(kept) < keep:
-                kept += list(zip(x.numpy(), row["image"]))[:keep - len(kept)]
-            if bar is not None:
-                bar.update(len(row["image"]))
-    finally:
-        if bar is not None:
-            bar.close()
-    return {n: t / max(seen, 1) for n, t in totals.items()}, (flipped / seen if seen else None), seen, kept
+    total = min(count, concepts.size)
+    for b, batch in enumerate(_stream(concepts, batch_size, progress, f"{request.name} + masks", limit=count,
+                                      start=seen)):
+        x = prepare_images(batch["image"], input_shape)
+        predicted = tf.argmax(model(x, training=False), -1, output_type=tf.int32)
+        pairs = tf.data.Dataset.from_tensors((x, predicted))
+        (row,) = attack_batches(model, pairs, request, num_classes=num_classes, seed=seed + seen // batch_size)
+        x_adv = tf.constant(row["image"])
+        natural, adversarial = _features(extractor, x), _features(extractor, x_adv)
+        for n in layers:
+            for units in unit_chunks(natural[n].shape, concepts.seg_shape):
+                change = mask_change(unit_masks(natural[n][..., units], thresholds[n][units], seg_shape),
+                                     unit_masks(adversarial[n][..., units], thresholds[n][units], seg_shape))
+                totals[n][units] += change.numpy().sum(0)
+        seen += len(row["image"])
+        flipped += int(row["success"].sum())
+        room = keep - len(kept_natural)
+        if room > 0:
+            kept_natural = np.concatenate([kept_natural, x.numpy()[:room]])
+            kept_adversarial = np.concatenate([kept_adversarial, row["image"][:room]])
+        if state is not None and ((b + 1) % every == 0 or seen == total):
+            state.save("sensitivity", {"images": np.asarray(seen), "flipped": np.asarray(flipped),
+                                       "natural": kept_natural, "adversarial": kept_adversarial,
+                                       **{f"v{i}": totals[n] for i, n in enumerate(layers)}})
+    return ({n: t / max(seen, 1) for n, t in totals.items()}, (flipped / seen if seen else None), seen,
+            (kept_natural, kept_adversarial))
 
 
 def unit_table(iou: np.ndarray, concepts, unit_score: str, detector_iou: float) -> dict[str, np.ndarray]:
@@ -449,11 +528,13 @@ def detector_counts(table: dict, concepts, units: np.ndarray | None = None) -> d
 def run_dissect_job(model_path, concepts_spec: str, request, run, *, layers=None, quantile=0.005,
                     detector_iou=0.04, unit_score="mean", concept_images=None, split=None, attack_images=100,
                     ns=DEFAULT_NS, draws=10000, detector_top=100, show_units=4, show_images=2, batch_size=32,
-                    seed=0, budget=1 << 25, progress=None) -> dict:
+                    seed=0, budget=1 << 25, progress=None, checkpoint_every=50) -> dict:
     """``advtf dissect``: dissection, sensitivity and significance per layer; tables and figures in ``run.path``.
 
     Writes results.json, units.csv/.md, detectors.csv/.md, pvalues.csv/.md, detectors.png,
-    pvalues.png and segmentation_<layer>.png (Figure 8).
+    pvalues.png and segmentation_<layer>.png (Figure 8). The thresholds, the IoU counts and the
+    sensitivity sums so far are kept in ``state/`` (every ``checkpoint_every`` batches) until the
+    job completes, so an interrupted run continues where it stopped (``RunDir(resume=True)``).
     """
     from advtf.analysis.pairs import fingerprints, model_name
     from advtf.inputs import load_trained_model
@@ -464,6 +545,8 @@ def run_dissect_job(model_path, concepts_spec: str, request, run, *, layers=None
         raise UserError(f"unit IoU {unit_score!r}: choose mean (the paper's) or max")
     if not 0 <= detector_iou < 1:
         raise UserError(f"--detector-iou {detector_iou:g}: give an IoU in [0, 1), e.g. 0.04")
+    if not 0 < quantile < 1:
+        raise UserError(f"--quantile {quantile:g}: give a fraction in (0, 1), e.g. 0.005 (NetDissect)")
     if draws < 1 or attack_images < 1:
         raise UserError("--draws and --attack-images must be at least 1")
     model = load_trained_model(model_path)
@@ -475,16 +558,22 @@ def run_dissect_job(model_path, concepts_spec: str, request, run, *, layers=None
         raise UserError("dissection uses an untargeted attack (concept images have no class labels)")
     request = dataclasses.replace(request, attack_target="prediction")
     concepts = load_concepts(concepts_spec, input_shape, count=concept_images, seed=seed, split=split)
-    run.inputs.update(model=fingerprints([model_path])[0], concepts=concepts.name)
+    fingerprint = fingerprints([model_path])[0]
+    run.inputs.update(model=fingerprint, concepts=concepts.name)
+    state = ResumeState(run.path / "state", {
+        "model_sha256": fingerprint.get("sha256"), "concepts": concepts.description, "layers": layers,
+        "quantile": quantile, "budget": budget, "batch_size": batch_size, "seed": seed,
+        "attack": request.to_json(), "attack_images": attack_images, "show_images": show_images})
 
-    estimators = thresholds_pass(extractor, concepts, input_shape, layers, quantile, batch_size=batch_size,
-                                 budget=budget, progress=progress)
-    thresholds = {n: estimators[n].thresholds.astype(np.float32) for n in layers}
+    thresholds, methods = thresholds_pass(extractor, concepts, input_shape, layers, quantile, batch_size=batch_size,
+                                          budget=budget, progress=progress, state=state)
     counts = iou_pass(extractor, concepts, input_shape, layers, thresholds, batch_size=batch_size,
-                      progress=progress)
+                      progress=progress, state=state, every=checkpoint_every)
     sensitivity, success_rate, attacked, kept = sensitivity_pass(
         model, extractor, concepts, input_shape, layers, thresholds, request, count=attack_images,
-        batch_size=batch_size, seed=seed, progress=progress, keep=show_images)
+        batch_size=batch_size, seed=seed, progress=progress, keep=show_images, state=state,
+        every=max(1, checkpoint_every // 5))
+    state.remove()
 
     category_index = np.asarray([concepts.categories.index(c) for c in concepts.label_categories], np.int64)
     unit_rows, detector_rows, pvalue_rows, per_layer, notes = [], [], [], {}, []
@@ -515,15 +604,14 @@ def run_dissect_job(model_path, concepts_spec: str, request, run, *, layers=None
                            "total": sum(top_counts.values())}]
         pvalue_rows += [{"layer": n, **p} for p in pvalues]
         per_layer[n] = {"units": units, "feature_map": list(extractor.output[n].shape[1:3]),
-                        "threshold_method": estimators[n].method, "unit_rows": rows,
+                        "threshold_method": methods[n], "unit_rows": rows,
                         "detectors": all_counts, "detectors_top_sensitive": top_counts,
                         "top_sensitive": int(len(top)), "p_values": pvalues,
                         "mean_unit_iou": float(table["score"].mean()),
                         "mean_sensitivity": float(v.mean())}
         shown = order[:min(show_units, units)]
-        if kept:
-            x = tf.constant(np.stack([k[0] for k in kept]))
-            x_adv = tf.constant(np.stack([k[1] for k in kept]))
+        if len(kept[0]):
+            x, x_adv = tf.constant(kept[0]), tf.constant(kept[1])
             seg = tf.constant(concepts.seg_shape, tf.int32)
             chosen = tf.constant(shown, tf.int32)
             masks = [unit_masks(tf.gather(_features(extractor, im)[n], chosen, axis=3),

@@ -152,7 +152,8 @@ def load_broden(directory, *, split: str | None = None, limit: int | None = None
         name=f"broden:{root}", size=len(entries), image_shape=image_shape, seg_shape=seg_shape,
         categories=tuple(categories), label_numbers=np.asarray(numbers, np.int64), label_names=tuple(names),
         label_categories=tuple(label_categories),
-        batches=lambda batch_size: _batches(entries, len(categories), image_shape, seg_shape, batch_size),
+        batches=lambda batch_size, start=0: _batches(entries[start:], len(categories), image_shape, seg_shape,
+                                                     batch_size),
         description=f"Broden {root} ({split or 'all splits'}): {len(entries)} images {image_shape[0]}x"
                     f"{image_shape[1]}, segmentations {seg_shape[0]}x{seg_shape[1]}, {len(numbers)} labels")
 

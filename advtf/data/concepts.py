@@ -2,7 +2,7 @@
 
 A concept set (Broden, :mod:`advtf.data.broden`, or the synthetic one here) is a
 :class:`ConceptSet`: a label table (global label number -> name, primary category) and a
-``batches(batch_size)`` generator of dicts
+``batches(batch_size, start=0)`` generator of dicts
 
 * ``image``: float32 ``[B, H, W, 3]`` in [0, 1] (the set's own size, not the model's);
 * ``pixel_labels``: int32 ``[B, P, sh, sw]`` global label numbers at segmentation resolution,
@@ -51,7 +51,7 @@ class ConceptSet:
         label_numbers: global label numbers (> 0) of the label table.
         label_names: their names.
         label_categories: their primary (dominant) category, one of ``categories``.
-        batches: ``batches(batch_size)`` yields the batch dicts in a fixed order.
+        batches: ``batches(batch_size, start=0)`` yields the batch dicts in a fixed order, from image ``start``.
         description: one line for results.json and the summary.
     """
 
@@ -170,9 +170,9 @@ def synthetic_concepts(count: int, shape: tuple[int, int], *, seed: int = 0) -> 
     params = _parameters(int(count), seed)
     numbers, names, categories = synthetic_labels()
 
-    def batches(batch_size: int):
-        for start in range(0, count, batch_size):
-            yield render_synthetic({k: v[start:start + batch_size] for k, v in params.items()}, shape)
+    def batches(batch_size: int, start: int = 0):
+        for first in range(start, count, batch_size):
+            yield render_synthetic({k: v[first:first + batch_size] for k, v in params.items()}, shape)
 
     return ConceptSet(
         name="synthetic", size=int(count), image_shape=(*shape, 3), seg_shape=tuple(shape),

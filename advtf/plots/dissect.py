@@ -24,7 +24,7 @@ def detectors_figure(rows: list[dict], categories: list[str], path: Path, *, tit
             bottom += values
         ax.set_xticks(x, [f"{r['layer']}\n({r['n_units']} units)" for r in chosen], fontsize=8)
         ax.set_ylabel("concept detectors")
-        ax.set_title("all units" if scope == "all" else f"{chosen[0]['units']} units (Fig. 7b)", fontsize=9)
+        ax.set_title("all units" if scope == "all" else "the most sensitive units (Fig. 7b)", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7)
     if title:

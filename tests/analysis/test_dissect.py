@@ -211,3 +211,57 @@ def test_prepare_images_resizes_and_takes_luminance():
     assert prepare_images(images, (8, 8, 3)).numpy().shape == (2, 8, 8, 3)
     with pytest.raises(UserError, match="channel"):
         prepare_images(images, (8, 8, 2))
+
+
+class _Stop(Exception):
+    pass
+
+
+def _interrupting(stage: str, after: int):
+    """A progress factory whose bars of ``stage`` raise after ``after`` batches (a job cut short)."""
+    calls = {"n": 0}
+
+    class Bar:
+        def __init__(self, total, desc, unit):
+            self.desc = desc
+
+        def update(self, k):
+            if self.desc.startswith(stage):
+                calls["n"] += 1
+                if calls["n"] > after:
+                    raise _Stop
+
+        def close(self):
+            pass
+
+    return Bar
+
+
+def test_interrupted_job_resumes_to_the_same_result(tmp_path):
+    from advtf.adversarial import AttackRequest
+    from advtf.analysis.dissect import run_dissect_job
+    from advtf.attacks import Threat
+    from advtf.models import create_model, save_model
+    from advtf.runs import RunDir
+
+    model = save_model(create_model("test_cnn", input_shape=(12, 12, 1), num_classes=10, seed=0), tmp_path / "m.keras")
+    request = AttackRequest("pgd", Threat(norm="linf", eps=0.1, steps=2, step_size=None, restarts=1))
+    kwargs = dict(layers=["m0"], concept_images=16, attack_images=12, ns=(5,), draws=100, batch_size=4,
+                  checkpoint_every=1, show_images=2, show_units=2)
+    with RunDir(tmp_path / "full") as run:
+        full = run_dissect_job(model, "synthetic", request, run, **kwargs)
+    for stage in ("IoU", "pgd"):
+        out = tmp_path / f"cut-{stage}"
+        with pytest.raises(_Stop):
+            with RunDir(out, resumable=True) as run:
+                run_dissect_job(model, "synthetic", request, run, progress=_interrupting(stage, 2), **kwargs)
+        partial = out.with_name(out.name + ".partial")
+        assert (partial / "state" / "checkpoint").exists() and (partial / "state" / "thresholds.npz").exists()
+        with pytest.raises(UserError, match="other options"):
+            with RunDir(out, resume=True, resumable=True) as run:
+                run_dissect_job(model, "synthetic", request, run, **{**kwargs, "batch_size": 8})
+        with RunDir(out, resume=True, resumable=True) as run:
+            resumed = run_dissect_job(model, "synthetic", request, run, **kwargs)
+        assert resumed["layers"]["m0"]["unit_rows"] == full["layers"]["m0"]["unit_rows"]
+        assert resumed["attack_success_rate"] == full["attack_success_rate"]
+        assert not (out / "state").exists() and (out / "segmentation_m0.png").exists()

@@ -122,6 +122,7 @@ def test_broden_end_to_end_with_histogram_thresholds(models, tmp_path):
     (["--layers", "representation"], "not a spatial feature map"),
     (["--concepts", "imagenet"], "synthetic or broden:DIR"),
     (["--quantile", "2"], "quantile"),
+    (["--resume"], "nothing to resume"),
     (["--targeted"], "no such option"),
 ])
 def test_bad_options(models, tmp_path, args, words):

@@ -104,6 +104,8 @@ def test_loader_decodes_labels_planes_and_image_labels(broden):
             assert present["object"] == bool(item["object"]) and present["part"] == bool(item["part"])
             assert present["texture"] == bool(item["texture"]) and present["scene"] == bool(item["scene"])
     assert 300 in batches[0]["pixel_labels"]
+    later = next(concepts.batches(3, 2))  # from image 2 (a resumed pass)
+    np.testing.assert_array_equal(later["image"], images[2:])
 
 
 def test_loader_splits_and_limit(broden):
@@ -145,6 +147,7 @@ def test_synthetic_set_is_deterministic_and_consistent():
     parts = list(concepts.batches(7))
     for key in whole:
         np.testing.assert_array_equal(whole[key], np.concatenate([p[key] for p in parts]))  # batch-size free
+    np.testing.assert_array_equal(next(concepts.batches(5, 13))["image"], whole["image"][13:18])
     other = next(synthetic_concepts(20, (24, 24), seed=4).batches(20))
     assert not np.array_equal(whole["image"], other["image"])
     numbers, names, categories = synthetic_labels()
