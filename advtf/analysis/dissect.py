@@ -617,7 +617,7 @@ def run_dissect_job(model_path, concepts_spec: str, request, run, *, layers=None
             masks = [unit_masks(tf.gather(_features(extractor, im)[n], chosen, axis=3),
                                 tf.gather(thresholds[n], chosen), seg).numpy() for im in (x, x_adv)]
             display = [tf.image.resize(im, concepts.seg_shape).numpy().clip(0, 1) for im in (x, x_adv)]
-            titles = [f"unit {k}: {rows[k]['concept']} ({rows[k]['category']}), IoU {rows[k]['iou']:.3f}, "
+            titles = [f"unit {k}: {rows[k]['concept']} ({rows[k]['category']})\nIoU {rows[k]['iou']:.3f}, "
                       f"v={rows[k]['sensitivity']:.2f}" for k in shown]
             segmentation_figure(display[0], display[1], masks[0], masks[1], titles,
                                 run.path / f"segmentation_{n}.png",
