@@ -93,6 +93,8 @@ def load_broden(directory, *, split: str | None = None, limit: int | None = None
     """
     root = find_broden_dir(directory)
     images_dir = (root / "images").resolve()
+    if not images_dir.is_dir():
+        raise UserError(f"{root}: no images/ directory; a Broden directory holds index.csv, label.csv and images/")
     header, rows = _read_csv(root / "index.csv")
     if tuple(header[:len(INDEX_COLUMNS)]) != INDEX_COLUMNS or len(header) == len(INDEX_COLUMNS):
         raise UserError(f"{root / 'index.csv'}: header {','.join(header)!r} is not Broden's "

@@ -120,6 +120,7 @@ def test_loader_splits_and_limit(broden):
 @pytest.mark.parametrize("damage, words", [
     (lambda r: (r / "index.csv").unlink(), "no index.csv"),
     (lambda r: (r / "label.csv").unlink(), "no label.csv"),
+    (lambda r: (r / "images").rename(r / "pictures"), "no images/"),
     (lambda r: (r / "index.csv").write_text("image,split,ih\nsrc/img0.jpg,train,224\n"), "header"),
     (lambda r: (r / "label.csv").write_text("id,name\n1,x\n"), "header"),
     (lambda r: (r / "index.csv").write_text(HEADER + "\n../../../etc/passwd,train,224,224,112,112,,,,,,\n"),
