@@ -39,6 +39,8 @@ COMMANDS = {
                       "Transfer attacks: sources of varying robustness x victim models."),
     "retrain": ("advtf.cli.retrain", "retrain",
                 "Block-wise retraining: reinitialise and retrain modules, the rest frozen (papers/001)."),
+    "dissect": ("advtf.cli.dissect", "dissect",
+                "Network dissection: unit concepts (IoU), sensitivity to attacks, p-values (papers/003)."),
     "cam": ("advtf.cli.interpret", "cam",
             "CAMs of natural/adversarial images and the interpretability score (papers/003)."),
     "psr": ("advtf.cli.interpret", "psr",
