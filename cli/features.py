@@ -8,7 +8,7 @@ import click
 
 from advtf.analysis.pairs import model_name
 from advtf.cli.options import (data_request, dataset_options, make_attack_request, make_threat, print_summary,
-                               progress_factory, run_options, threat_options)
+                               progress_factory, run_options, targeting_options, threat_options)
 
 
 def _names(ctx, param, value):
@@ -21,6 +21,7 @@ def _names(ctx, param, value):
 @click.option("--images", type=click.IntRange(min=1), default=200, show_default=True, metavar="N",
               help="Test images used (a subset drawn by --seed); each is attacked on every MODEL.")
 @threat_options(norm="linf", eps="8/255")
+@targeting_options()
 @click.option("--modules", callback=_names, default=None, metavar="NAME,NAME,...",
               help="Spatial endpoints (m1, layer2, ...; see the error for a model's list) [default: m1,m2,m3,m4 "
                    "when all are feature maps, else every spatial module].")
@@ -32,8 +33,8 @@ def _names(ctx, param, value):
 @click.option("--positions", type=click.IntRange(min=1), default=100, show_default=True,
               help="Positions drawn per image and module, uniformly without replacement (all if fewer).")
 @click.option("--embed-samples", type=click.IntRange(min=10), default=1000, show_default=True, metavar="N",
-              help="Vectors per side (natural, adversarial) in each embedding; 2N points take t-SNE ~10-20 s "
-                   "on 2 CPU cores.")
+              help="Vectors per side (natural, adversarial) in each embedding, drawn at random; a panel "
+                   "(MMD + t-SNE of 2N = 2000 points) took ~27 s on a busy 2-core CPU.")
 @click.option("--mmd-samples", type=click.IntRange(min=10), default=2000, show_default=True, metavar="N",
               help="Vectors per side for MMD (random subset; the kernel matrix is (2N)^2).")
 @click.option("--permutations", type=click.IntRange(min=1), default=200, show_default=True,
@@ -58,7 +59,8 @@ def features(**kw):
 
     Writes results.json, features.csv/.md (per model and module: channels, n, mmd2, p_value,
     bandwidth, c2st_accuracy, clean and adversarial accuracy), embeddings.npz (np.load with
-    allow_pickle=False), features.png and manifest.json.
+    allow_pickle=False; advtf.analysis.features.load_panels redraws the figure), features.png
+    and manifest.json.
     """
     from advtf.analysis.features import require_method, run_features_job
     from advtf.runs import RunDir

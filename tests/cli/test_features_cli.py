@@ -38,6 +38,7 @@ def test_two_models_side_by_side(models, tmp_path):
     assert "MMD2 | p | C2ST" in result.output and "accuracy clean / adversarial" in result.output
     results = json.loads((out / "results.json").read_text())
     assert results["modules"] == ["m0", "m2"] and results["method"] == "tsne"
+    assert results["attack"] == "pgd" and results["targeted"] is False and results["attack_target"] == "label"
     assert [(r["model"].rsplit("/", 1)[-1], r["module"]) for r in results["rows"]] == [
         ("fitted.keras", "m0"), ("fitted.keras", "m2"), ("random.keras", "m0"), ("random.keras", "m2")]
     for row in results["rows"]:
@@ -79,6 +80,8 @@ def test_bad_input(models, tmp_path, monkeypatch):
                       words="unknown module 'm9' of fitted.keras; available spatial modules: m0, m1, m2", out=out)
     assert_user_error(run("features", model, *SMALL, "--modules", "m3", "--out", out), words="not spatial", out=out)
     assert_user_error(run("features", *SMALL, "--out", out), words="at least one MODEL", out=out)
+    assert_user_error(run("features", model, *SMALL, "--target-class", "3", "--out", out),
+                      words="only applies with --targeted", out=out)
     monkeypatch.setitem(sys.modules, "umap", None)
     assert_user_error(run("features", model, *SMALL, "--method", "umap", "--out", out),
                       words="pip install 'advtf[embed]'", out=out)
