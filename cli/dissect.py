@@ -29,6 +29,9 @@ def _layers(ctx, param, value):
                    "NetDissect's 0.005; the paper writes 5% (0.05).")
 @click.option("--detector-iou", type=float, default=0.04, show_default=True,
               help="A unit is a concept detector when its best IoU exceeds this.")
+@click.option("--union-images", type=click.Choice(["labelled", "overlap"]), default="labelled", show_default=True,
+              help="Images on which a unit's mask counts in the union of IoU(k, c): those labelled in c's "
+                   "category, or (NetDissect-Lite's tally) those where the mask touches such a label.")
 @click.option("--unit-iou", type=click.Choice(["mean", "max"]), default="mean", show_default=True,
               help="IoU(k) of a unit for the p-values: the mean over concepts (the paper's) or the best one.")
 @threat_options(norm="linf", eps="8/255")
@@ -87,7 +90,7 @@ def dissect(**kw):
             detector_iou=kw["detector_iou"], unit_score=kw["unit_iou"], concept_images=kw["concept_images"],
             split=kw["split"], attack_images=kw["attack_images"], ns=kw["ns"], draws=kw["draws"],
             detector_top=kw["detector_top"], show_units=kw["show_units"], show_images=kw["show_images"],
-            batch_size=kw["batch_size"], seed=kw["seed"], budget=kw["quantile_budget"],
+            batch_size=kw["batch_size"], seed=kw["seed"], budget=kw["quantile_budget"], union=kw["union_images"],
             progress=progress_factory(kw["quiet"]))
     t = request.threat
     rate = results["attack_success_rate"]

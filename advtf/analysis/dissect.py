@@ -11,9 +11,11 @@ For a layer (a named endpoint with a ``[B, h, w, U]`` feature map) and unit ``k`
 * ``M_k(x) = S_k(x) > T_k`` with ``S_k`` the map upsampled bilinearly to the segmentation size
   (``>`` as NetDissect, so a unit that is zero on 99.5% of positions does not fire everywhere);
 * ``IoU(k, c) = sum_x |M_k ∩ L_c| / sum_x |M_k ∪ L_c|`` (Eq. 7), where a unit's mask counts only
-  on images having some label in the concept's (primary) category, and an image-level label
-  (scene, texture) covers the whole image; accumulated as counts per unit x concept, batch by
-  batch, with segment sums (no loops over units, concepts or images);
+  on images having some label in the concept's (primary) category (``union="labelled"``), or, as
+  NetDissect-Lite's tally does, only on images where the mask touches such a label or that carry
+  an image-level label of the category (``union="overlap"``); an image-level label (scene,
+  texture) covers the whole image; accumulated as counts per unit x concept, batch by batch,
+  with segment sums (no loops over units, concepts or images);
 * a concept detector: ``max_c IoU(k, c) > 0.04`` (the paper's footnote 2); unit interpretability
   ``IoU(k)`` = the mean over concepts (the paper's definition) or the max (``unit_iou="max"``);
 * sensitivity ``v(k) = E ||M_k(x) - M_k(x')||_2`` over natural / adversarial pairs (Eq. 8): the
@@ -43,6 +45,7 @@ from advtf.errors import UserError
 DEFAULT_NS = (10, 20, 30, 50, 80, 100)
 RESNET_LAYERS = ("layer1", "layer2", "layer3", "layer4")
 HISTOGRAM_BINS = 1024
+UNION_RULES = ("labelled", "overlap")
 
 
 # --- concepts and model inputs -------------------------------------------------------------------
@@ -232,8 +235,20 @@ def unit_masks(maps, thresholds, seg_shape):
 
 
 @tf.function(reduce_retracing=True)
+def _overlap_categories(masks, pixel_labels, image_labels, label_category, categories):
+    """``[B, U, K]``: the unit's mask touches a pixel labelled in category k, or the image has an image-level
+    label of category k (NetDissect-Lite's tally). ``label_category`` maps label numbers to 0..K-1, K = none."""
+    pixel_hot = tf.reduce_max(tf.one_hot(tf.gather(label_category, pixel_labels), categories + 1), 1)  # [B,sh,sw,K+1]
+    touched = tf.einsum("bhwu,bhwk->buk", masks, pixel_hot[..., :categories]) > 0
+    image_hot = tf.reduce_max(tf.one_hot(tf.gather(label_category, image_labels), categories + 1), 1)  # [B, K+1]
+    return tf.logical_or(touched, image_hot[:, None, :categories] > 0)
+
+
+@tf.function(reduce_retracing=True)
 def _batch_counts(masks, pixel_labels, image_labels, present, num_segments):
-    """One batch's intersections ``[S, U]``, label areas ``[S]`` and unit areas per category ``[K, U]``."""
+    """One batch's intersections ``[S, U]``, label areas ``[S]`` and unit areas per category ``[K, U]``.
+
+    ``present [B, U, K]``: image b counts for unit u's area in category k (see :class:`IoUCounts`)."""
     units = tf.shape(masks)[-1]
     pixels = tf.shape(masks)[1] * tf.shape(masks)[2]
     flat_masks = tf.reshape(masks, [-1, units])  # [B*sh*sw, U]
@@ -249,14 +264,19 @@ def _batch_counts(masks, pixel_labels, image_labels, present, num_segments):
     image_hot = tf.reduce_sum(tf.one_hot(image_labels, num_segments), 1)  # [B, S]
     inter = tf.reduce_sum(inter, 0) + tf.einsum("bs,bu->su", image_hot, area)
     label_area = tf.reduce_sum(label_area, 0) + tf.reduce_sum(image_hot, 0) * tf.cast(pixels, tf.float32)
-    unit_area = tf.einsum("bk,bu->ku", tf.cast(present, tf.float32), area)
+    unit_area = tf.einsum("buk,bu->ku", tf.cast(present, tf.float32), area)
     return inter, label_area, unit_area
 
 
 @dataclasses.dataclass
 class IoUCounts:
     """Counts over the concept set for one layer: intersections ``[S, U]`` (``S`` = max label number + 1),
-    label areas ``[S]`` and unit mask areas over the images of each category ``[K, U]``."""
+    label areas ``[S]`` and unit mask areas over the images of each category ``[K, U]``.
+
+    Which images count for category k: with ``label_category`` None, those labelled in k anywhere
+    (``batch["present"]``); else (NetDissect-Lite's tally) those where the unit's mask touches a pixel
+    labelled in k or that carry an image-level label of k. ``label_category [S]`` maps label numbers to
+    category indices (-1: none)."""
 
     intersection: np.ndarray
     label_area: np.ndarray
@@ -266,15 +286,23 @@ class IoUCounts:
     def zeros(cls, segments: int, categories: int, units: int) -> "IoUCounts":
         return cls(np.zeros((segments, units)), np.zeros(segments), np.zeros((categories, units)))
 
-    def add(self, masks, batch: dict, units: slice = slice(None)) -> None:
+    def add(self, masks, batch: dict, units: slice = slice(None), label_category=None) -> None:
         """Adds one batch's counts; ``masks`` may hold a slice ``units`` of the layer's units (label areas
         are counted with the chunk starting at unit 0)."""
         segments = self.label_area.shape[0]
-        labels = np.where(batch["pixel_labels"] < segments, batch["pixel_labels"], 0)  # numbers outside the table
-        image_labels = np.where(batch["image_labels"] < segments, batch["image_labels"], 0)
-        inter, label_area, unit_area = _batch_counts(masks, tf.constant(labels, tf.int32),
-                                                     tf.constant(image_labels, tf.int32),
-                                                     tf.constant(batch["present"]), tf.constant(segments))
+        labels = tf.constant(np.where(batch["pixel_labels"] < segments, batch["pixel_labels"], 0), tf.int32)
+        image_labels = tf.constant(np.where(batch["image_labels"] < segments, batch["image_labels"], 0), tf.int32)
+        masks = tf.convert_to_tensor(masks, tf.float32)
+        if label_category is None:
+            present = np.broadcast_to(batch["present"][:, None, :], (len(batch["present"]), masks.shape[-1],
+                                                                     batch["present"].shape[-1]))
+            present = tf.constant(present)
+        else:
+            categories = self.unit_area.shape[0]
+            table = np.where(np.asarray(label_category) >= 0, label_category, categories)
+            present = _overlap_categories(masks, labels, image_labels, tf.constant(table, tf.int32),
+                                          tf.constant(categories))
+        inter, label_area, unit_area = _batch_counts(masks, labels, image_labels, present, tf.constant(segments))
         self.intersection[:, units] += inter.numpy()
         if units.start in (None, 0):
             self.label_area += label_area.numpy()
@@ -440,8 +468,12 @@ def unit_chunks(map_shape, seg_shape, limit: int = 1 << 25) -> list[slice]:
 
 
 def iou_pass(extractor, concepts, input_shape, layers, thresholds, *, batch_size, progress=None, state=None,
-             every: int = 50) -> dict:
-    """``{layer: IoUCounts}`` over the whole concept set; the counts so far saved every ``every`` batches."""
+             every: int = 50, union: str = "labelled") -> dict:
+    """``{layer: IoUCounts}`` over the whole concept set; the counts so far saved every ``every`` batches.
+
+    ``union``: the images a unit's mask counts on for a category (:class:`IoUCounts`): ``labelled`` or
+    ``overlap`` (NetDissect-Lite's tally)."""
+    label_category = concepts.category_of_number() if union == "overlap" else None
     segments = int(concepts.label_numbers.max(initial=0)) + 1
     counts = {n: IoUCounts.zeros(segments, len(concepts.categories), len(thresholds[n])) for n in layers}
     saved = state.load("iou") if state is not None else None
@@ -454,7 +486,8 @@ def iou_pass(extractor, concepts, input_shape, layers, thresholds, *, batch_size
         maps = _features(extractor, prepare_images(batch["image"], input_shape))
         for n in layers:
             for units in unit_chunks(maps[n].shape, concepts.seg_shape):
-                counts[n].add(unit_masks(maps[n][..., units], thresholds[n][units], seg_shape), batch, units)
+                counts[n].add(unit_masks(maps[n][..., units], thresholds[n][units], seg_shape), batch, units,
+                              label_category)
         done += len(batch["image"])
         if state is not None and ((b + 1) % every == 0 or done == concepts.size):
             state.save("iou", {"images": np.asarray(done), **{
@@ -528,7 +561,7 @@ def detector_counts(table: dict, concepts, units: np.ndarray | None = None) -> d
 def run_dissect_job(model_path, concepts_spec: str, request, run, *, layers=None, quantile=0.005,
                     detector_iou=0.04, unit_score="mean", concept_images=None, split=None, attack_images=100,
                     ns=DEFAULT_NS, draws=10000, detector_top=100, show_units=4, show_images=2, batch_size=32,
-                    seed=0, budget=1 << 25, progress=None, checkpoint_every=50) -> dict:
+                    seed=0, budget=1 << 25, union="labelled", progress=None, checkpoint_every=50) -> dict:
     """``advtf dissect``: dissection, sensitivity and significance per layer; tables and figures in ``run.path``.
 
     Writes results.json, units.csv/.md, detectors.csv/.md, pvalues.csv/.md, detectors.png,
@@ -545,6 +578,10 @@ def run_dissect_job(model_path, concepts_spec: str, request, run, *, layers=None
         raise UserError(f"unit IoU {unit_score!r}: choose mean (the paper's) or max")
     if not 0 <= detector_iou < 1:
         raise UserError(f"--detector-iou {detector_iou:g}: give an IoU in [0, 1), e.g. 0.04")
+    if union not in UNION_RULES:
+        raise UserError(f"union rule {union!r}: choose {' or '.join(UNION_RULES)}")
+    if union not in UNION_RULES:
+        raise UserError(f"union rule {union!r}: choose {' or '.join(UNION_RULES)}")
     if not 0 < quantile < 1:
         raise UserError(f"--quantile {quantile:g}: give a fraction in (0, 1), e.g. 0.005 (NetDissect)")
     if draws < 1 or attack_images < 1:
@@ -562,13 +599,13 @@ def run_dissect_job(model_path, concepts_spec: str, request, run, *, layers=None
     run.inputs.update(model=fingerprint, concepts=concepts.name)
     state = ResumeState(run.path / "state", {
         "model_sha256": fingerprint.get("sha256"), "concepts": concepts.description, "layers": layers,
-        "quantile": quantile, "budget": budget, "batch_size": batch_size, "seed": seed,
+        "quantile": quantile, "budget": budget, "batch_size": batch_size, "seed": seed, "union": union,
         "attack": request.to_json(), "attack_images": attack_images, "show_images": show_images})
 
     thresholds, methods = thresholds_pass(extractor, concepts, input_shape, layers, quantile, batch_size=batch_size,
                                           budget=budget, progress=progress, state=state)
     counts = iou_pass(extractor, concepts, input_shape, layers, thresholds, batch_size=batch_size,
-                      progress=progress, state=state, every=checkpoint_every)
+                      progress=progress, state=state, every=checkpoint_every, union=union)
     sensitivity, success_rate, attacked, kept = sensitivity_pass(
         model, extractor, concepts, input_shape, layers, thresholds, request, count=attack_images,
         batch_size=batch_size, seed=seed, progress=progress, keep=show_images, state=state,
@@ -632,6 +669,7 @@ def run_dissect_job(model_path, concepts_spec: str, request, run, *, layers=None
                      "model_input": f"concept images resized (bilinear, antialiased) to {input_shape[0]}x"
                                     f"{input_shape[1]}" + (", luminance" if input_shape[2] == 1 else "")},
         "quantile": quantile, "mask": "upsampled activation > T_k (NetDissect)", "detector_iou": detector_iou,
+        "union_images": union,
         "unit_iou": unit_score, "attack": request.to_json(), "attack_images": attacked,
         "attack_labels": "the model's own prediction on the natural image (concept images have no class labels)",
         "attack_success_rate": success_rate, "draws": draws, "ns": list(ns), "detector_top": detector_top,

@@ -81,8 +81,10 @@ def _batch(rng, n, seg):
     return {"image": None, "pixel_labels": pixel, "image_labels": texture, "present": present}
 
 
-def _reference_iou(masks, batch, concepts):
-    """IoU by set counting, image by image, with NetDissect's category rule."""
+def _reference_iou(masks, batch, concepts, rule="labelled"):
+    """IoU by set counting, image by image; a unit's mask counts on an image when the image is labelled in the
+    concept's category (``labelled``) or when the mask touches a label of that category (``overlap``)."""
+    category_of = dict(zip(concepts.label_numbers.tolist(), concepts.label_categories))
     n, units = masks.shape[0], masks.shape[-1]
     out = np.zeros((units, len(concepts.label_numbers)))
     for c, (number, category) in enumerate(zip(concepts.label_numbers, concepts.label_categories)):
@@ -90,13 +92,20 @@ def _reference_iou(masks, batch, concepts):
         for u in range(units):
             inter = union = 0
             for i in range(n):
-                if not batch["present"][i, k]:
-                    continue
                 m = masks[i, ..., u] > 0
                 if category == "texture":
                     label = np.full(m.shape, number in batch["image_labels"][i])
                 else:
                     label = np.any(batch["pixel_labels"][i] == number, 0)
+                if rule == "overlap":
+                    under = {category_of.get(v) for v in np.unique(batch["pixel_labels"][i][:, m])}
+                    scalars = {category_of.get(v) for v in batch["image_labels"][i] if v}
+                    counted = category in under | scalars
+                else:
+                    counted = batch["present"][i, k]
+                if not counted:  # the mask does not count here; the label (if any) still does
+                    union += label.sum()
+                    continue
                 inter += (m & label).sum()
                 union += (m | label).sum()
             out[u, c] = inter / union if union else 0.0
@@ -126,6 +135,13 @@ def test_iou_counts_match_set_counting_over_batches(rng):
     for units_ in chunks:
         chunked.add(tf.constant(masks[..., units_]), {k: v for k, v in batch.items() if v is not None}, units_)
     np.testing.assert_allclose(chunked.iou(concepts.label_numbers, category_index), iou, rtol=1e-12)
+    overlap = IoUCounts.zeros(9, 3, units)  # NetDissect-Lite's rule: images where the mask touches the category
+    table = np.full(9, -1)
+    table[concepts.label_numbers] = category_index
+    overlap.add(tf.constant(masks), {k: v for k, v in batch.items() if v is not None}, label_category=table)
+    np.testing.assert_allclose(overlap.iou(concepts.label_numbers, category_index),
+                               _reference_iou(masks, batch, concepts, "overlap"), rtol=1e-6)
+    assert not np.allclose(overlap.iou(concepts.label_numbers, category_index), iou)
     # the category rule matters: counting image 0's masks for the object concept lowers its IoU
     everything = dict(batch, present=np.ones_like(batch["present"]))
     loose = IoUCounts.zeros(9, 3, units)

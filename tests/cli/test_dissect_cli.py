@@ -101,12 +101,14 @@ def test_broden_end_to_end_with_histogram_thresholds(models, tmp_path):
     out = tmp_path / "broden"
     result = run("dissect", models["rgb"], "--concepts", f"broden:{models['broden']}", "--layers", "m0",
                  "--quantile", "0.05", "--quantile-budget", "1", "--attack-images", "3", "--top-n", "5",
+                 "--union-images", "overlap",
                  *ATTACK, *FAST, "--out", out)
     assert_ok(result)
     results = json.loads((out / "results.json").read_text())
     assert results["concepts"]["images"] == 4 and results["concepts"]["segmentation_shape"] == [112, 112]
     assert "16x16" in results["concepts"]["model_input"] and "luminance" not in results["concepts"]["model_input"]
     assert results["layers"]["m0"]["threshold_method"].startswith("histogram")
+    assert results["union_images"] == "overlap"
     assert results["attack_images"] == 3
     images = next(load_broden(models["broden"]).batches(4))["image"]
     acts = _activations(models["rgb"], images, "m0").reshape(-1, 16).astype(np.float64)
