@@ -160,12 +160,18 @@ def discriminative_region(maps: np.ndarray, quantile: float = DEFAULT_QUANTILE) 
 
 
 def interpretability_score(maps: np.ndarray, delta: np.ndarray, quantile: float = DEFAULT_QUANTILE) -> np.ndarray:
-    """IS(delta) of Eq. 6 per example (NaN where ``delta`` is zero)."""
+    """IS(delta) of Eq. 6 per example.
+
+    NaN where ``delta`` is zero or the map is constant (e.g. all zero after the ReLU: the class
+    has no discriminative region, and every pixel would pass the threshold, giving IS = 1).
+    """
     region = discriminative_region(maps, quantile)[..., None]
     inside = np.sqrt(np.sum(np.square(delta * region), axis=(1, 2, 3)))
     total = np.sqrt(np.sum(np.square(delta), axis=(1, 2, 3)))
+    flat = maps.reshape(len(maps), -1)
+    defined = (total > 0) & (flat.max(1) > flat.min(1))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, inside / np.where(total > 0, total, 1.0), np.nan)
+        return np.where(defined, inside / np.where(total > 0, total, 1.0), np.nan)
 
 
 def four_maps(maker: MapMaker, natural, adversarial, label, target) -> dict[str, np.ndarray]:

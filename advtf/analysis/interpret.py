@@ -129,7 +129,8 @@ def run_cam_job(model_paths, data, request, run, *, method: str = "cam", layer: 
              "nothing to score (a stronger attack, more --steps or a larger --eps helps)"
              for r in rows if not r["pairs"]]
     results = {"rows": rows, "notes": notes, "method": method, "quantile": quantile,
-               "definition": {"IS": "||B(x,c) o delta||_2 / ||delta||_2, B = map >= its quantile (Eq. 5-6)",
+               "definition": {"IS": "||B(x,c) o delta||_2 / ||delta||_2, B = map >= its quantile (Eq. 5-6); "
+                                    "undefined for a constant (all-zero) map, left out of the means",
                               "pairs": "successful adversarial examples of correctly classified test images",
                               "t": "the target (targeted) or the adversarial prediction (untargeted)",
                               "map_<key>": "mean of the map after dividing the four maps of a pair by their "

@@ -27,6 +27,8 @@ def test_interpretability_score_equals_a_direct_computation(rng):
     assert np.allclose(cam.interpretability_score(maps, delta * region, 0.7), 1.0)
     assert np.allclose(cam.interpretability_score(maps, delta * ~region, 0.7), 0.0)
     assert np.isnan(cam.interpretability_score(maps[:1], np.zeros_like(delta[:1]), 0.7)[0])
+    # a constant (e.g. all-zero) map has no discriminative region
+    assert np.isnan(cam.interpretability_score(np.zeros_like(maps[:1]), delta[:1], 0.7)[0])
 
 
 def test_region_keeps_the_top_share_of_pixels(rng):
