@@ -31,6 +31,23 @@ def _normalised(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
 
+def stored_checkpoint(checkpoint: Path, parameters: dict[str, Any]) -> dict | None:
+    """The checkpoint a resumed job left (None if there is none); a UserError naming the options that differ.
+
+    ``parameters`` must be :func:`_normalised`; every resumable job (chunks, dissection state, retraining
+    cells) checks its options this way.
+    """
+    if not checkpoint.exists():
+        return None
+    stored = read_json(checkpoint)
+    before = stored.get("parameters", {})
+    changed = sorted(k for k in set(before) | set(parameters) if before.get(k) != parameters.get(k))
+    if changed:
+        raise UserError(f"the interrupted run was started with other options ({', '.join(changed)}); "
+                        "resume with the same options, or pass --overwrite to start again")
+    return stored
+
+
 class ChunkStore:
     """Finished chunks of a job under ``<workdir>/chunks``.
 
@@ -42,17 +59,9 @@ class ChunkStore:
     def __init__(self, workdir: str | os.PathLike, parameters: dict[str, Any]):
         self.directory = Path(workdir) / "chunks"
         self.parameters = _normalised(parameters)
-        checkpoint = self.directory / CHECKPOINT
-        if checkpoint.exists():
-            stored = read_json(checkpoint)
-            if stored.get("parameters") != self.parameters:
-                changed = sorted(k for k in set(stored.get("parameters", {})) | set(self.parameters)
-                                 if stored.get("parameters", {}).get(k) != self.parameters.get(k))
-                raise UserError(f"the interrupted run was started with other options ({', '.join(changed)}); "
-                                "resume with the same options, or pass --overwrite to start again")
-            self._done = set(int(i) for i in stored.get("done", []))
-        else:
-            self._done = set()  # the checkpoint appears with the first finished chunk
+        stored = stored_checkpoint(self.directory / CHECKPOINT, self.parameters)
+        # without one, the checkpoint appears with the first finished chunk
+        self._done = set(int(i) for i in stored.get("done", [])) if stored else set()
 
     def _write_checkpoint(self) -> None:
         write_json(self.directory / CHECKPOINT, {"parameters": self.parameters, "done": sorted(self._done)})

@@ -395,19 +395,13 @@ class ResumeState:
     back without pickle). ``state/checkpoint`` holds the parameters; a resume with others is refused."""
 
     def __init__(self, directory, parameters: dict):
-        from advtf.analysis.chunks import CHECKPOINT, _normalised
-        from advtf.runs import read_json, write_json
+        from advtf.analysis.chunks import CHECKPOINT, _normalised, stored_checkpoint
+        from advtf.runs import write_json
 
         self.directory = Path(directory)
         self.parameters = _normalised(parameters)
         checkpoint = self.directory / CHECKPOINT
-        if checkpoint.exists():
-            stored = read_json(checkpoint).get("parameters", {})
-            changed = sorted(k for k in set(stored) | set(self.parameters) if stored.get(k) != self.parameters.get(k))
-            if changed:
-                raise UserError(f"the interrupted run was started with other options ({', '.join(changed)}); "
-                                "resume with the same options, or pass --overwrite to start again")
-        else:
+        if stored_checkpoint(checkpoint, self.parameters) is None:
             self.directory.mkdir(parents=True, exist_ok=True)
             write_json(checkpoint, {"parameters": self.parameters})
 

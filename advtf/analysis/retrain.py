@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from advtf.analysis.chunks import CHECKPOINT, _normalised
+from advtf.analysis.chunks import CHECKPOINT, _normalised, stored_checkpoint
 from advtf.errors import UserError
 from advtf.runs import read_json, write_json, write_table
 from advtf.training.retrain import (PARTS, Selection, cutoff_selection, parse_modules, subset_selection,
@@ -41,15 +41,8 @@ class CellStore:
     def __init__(self, workdir: str | Path, parameters: dict[str, Any]):
         self.directory = Path(workdir) / "cells"
         self.parameters = _normalised(parameters)
-        checkpoint = self.directory / CHECKPOINT
-        self._done: list[str] = []
-        if checkpoint.exists():
-            stored = read_json(checkpoint).get("parameters", {})
-            changed = sorted(k for k in set(stored) | set(self.parameters) if stored.get(k) != self.parameters.get(k))
-            if changed:
-                raise UserError(f"the interrupted run was started with other options ({', '.join(changed)}); "
-                                "resume with the same options, or pass --overwrite to start again")
-            self._done = list(read_json(checkpoint).get("done", []))
+        stored = stored_checkpoint(self.directory / CHECKPOINT, self.parameters)
+        self._done: list[str] = list(stored.get("done", [])) if stored else []
 
     def path(self, name: str) -> Path:
         """The cell's own directory (made on demand)."""
