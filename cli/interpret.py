@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import click
 
-from advtf.cli.options import (_compose, data_request, dataset_options, make_attack_request, make_threat,
-                               print_summary, progress_factory, run_options, targeting_options, threat_options)
+from advtf.cli.local import _attack_setup
+from advtf.cli.options import (_compose, dataset_options, print_summary, progress_factory, run_options,
+                               targeting_options, threat_options)
 
 _MODELS = click.argument("model_paths", nargs=-1, metavar="MODEL...", type=click.Path())
 
@@ -25,13 +26,6 @@ def _map_options(default_examples: int):
         click.option("--examples", type=click.IntRange(min=0), default=default_examples, show_default=True,
                      help="Pairs drawn in the figures."),
     )
-
-
-def _setup(kw):
-    options = dict(kw)
-    data = data_request(kw)
-    request = make_attack_request(kw, make_threat(kw))
-    return options, data, request
 
 
 def _title(command: str, request, models) -> str:
@@ -76,7 +70,7 @@ def cam(**kw):
     from advtf.runs import RunDir
 
     models = list(kw.pop("model_paths"))
-    options, data, request = _setup(kw)
+    options, data, request = _attack_setup(kw)
     options["model_paths"] = models
     with RunDir(kw["out"], overwrite=kw["overwrite"], options=options) as run:
         results = run_cam_job(models, data, request, run, method=kw["method"], layer=kw["layer"],
@@ -138,7 +132,7 @@ def psr(**kw):
     from advtf.runs import RunDir
 
     models = list(kw.pop("model_paths"))
-    options, data, request = _setup(kw)
+    options, data, request = _attack_setup(kw)
     options["model_paths"] = models
     with RunDir(kw["out"], overwrite=kw["overwrite"], options=options) as run:
         results = run_psr_job(models, data, request, run, grid=kw["grid"], stride=kw["stride"], xi=kw["xi"],
