@@ -160,18 +160,25 @@ def load_broden(directory, *, split: str | None = None, limit: int | None = None
                     f"{image_shape[1]}, segmentations {seg_shape[0]}x{seg_shape[1]}, {len(numbers)} labels")
 
 
-def decode_segmentation(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    """Global label numbers ``R + 256 G`` of a segmentation PNG, resized (nearest) to ``shape`` if needed."""
+def _read_rgb(path: Path, shape: tuple[int, int], resample: int, what: str) -> np.ndarray:
+    """An image file as an RGB uint8 array of ``shape``, resized with ``resample`` if it differs."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")
             if im.size != (shape[1], shape[0]):
-                im = im.resize((shape[1], shape[0]), Image.NEAREST)
-            rgb = np.asarray(im, np.int32)
+                im = im.resize((shape[1], shape[0]), resample)
+            return np.asarray(im)
     except OSError as e:
-        raise UserError(f"cannot read segmentation {path} ({e}); is the Broden directory complete?") from None
+        raise UserError(f"cannot read {what} {path} ({e}); is the Broden directory complete?") from None
+
+
+def decode_segmentation(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """Global label numbers ``R + 256 G`` of a segmentation PNG, resized (nearest) to ``shape`` if needed."""
+    from PIL import Image
+
+    rgb = _read_rgb(path, shape, Image.NEAREST, "segmentation").astype(np.int32)
     return rgb[..., 0] + 256 * rgb[..., 1]
 
 
@@ -179,14 +186,7 @@ def decode_image(path: Path, shape: tuple[int, int]) -> np.ndarray:
     """An RGB image as float32 in [0, 1], resized (bilinear) to ``shape`` if it differs."""
     from PIL import Image
 
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if im.size != (shape[1], shape[0]):
-                im = im.resize((shape[1], shape[0]), Image.BILINEAR)
-            return np.asarray(im, np.float32) / 255.0
-    except OSError as e:
-        raise UserError(f"cannot read image {path} ({e}); is the Broden directory complete?") from None
+    return _read_rgb(path, shape, Image.BILINEAR, "image").astype(np.float32) / 255.0
 
 
 def _decode_entry(entry, num_categories, image_shape, seg_shape):

@@ -6,22 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from advtf.plots.derived import _name
+from advtf.plots.local import _plt
+
 # PSR categories as the paper draws them: suppression white, balanced grey, promotion black.
 _PSR_COLOURS = {0: (1.0, 1.0, 1.0), 1: (0.5, 0.5, 0.5), 2: (0.0, 0.0, 0.0)}
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _name(class_names, k) -> str:
-    k = int(k)
-    return class_names[k] if class_names and 0 <= k < len(class_names) else str(k)
 
 
 def _image(ax, image, title: str = "") -> None:
@@ -33,6 +22,14 @@ def _image(ax, image, title: str = "") -> None:
 def _heat(ax, values, title: str = "", vmax=1.0, cmap="jet") -> None:
     ax.imshow(values, cmap=cmap, vmin=0, vmax=vmax)
     _tidy(ax, title)
+
+
+def _finish(plt, fig, path: Path, title: str, fontsize: int = 9) -> None:
+    if title:
+        fig.suptitle(title, fontsize=fontsize)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _tidy(ax, title: str) -> None:
@@ -53,11 +50,7 @@ def cam_figure(figure: dict, path: Path, *, class_names=None, title: str = "") -
         _image(axes[i, 2], figure["natural"][i], "x0")
         _heat(axes[i, 3], figure["x0_t"][i], f"F(x0, t={t})")
         _heat(axes[i, 4], figure["xadv_t"][i], f"F(x', t={t})")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _finish(plt, fig, path, title)
 
 
 def psr_examples_figure(figure: dict, path: Path, *, class_names=None, title: str = "") -> None:
@@ -92,11 +85,7 @@ def psr_examples_figure(figure: dict, path: Path, *, class_names=None, title: st
         for ax in axes[i, 2:]:
             ax.tick_params(labelsize=6)
             ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _finish(plt, fig, path, title)
 
 
 def _categories_rgba(category_map: np.ndarray) -> np.ndarray:
@@ -118,11 +107,8 @@ def psr_cam_figure(figure: dict, path: Path, *, class_names=None, title: str = "
         _heat(axes[i, 2], figure["cam_xadv_t"][i], f"F(x', t={t})")
         _heat(axes[i, 3], figure["cam_xadv_t"][i], "PSR over F(x', t)")
         axes[i, 3].imshow(_categories_rgba(figure["category_map"][i]))
-    if title:
-        fig.suptitle(title + "\nwhite: suppression (r<-1), grey: balanced, black: promotion (r>1)", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _finish(plt, fig, path, title + "\nwhite: suppression (r<-1), grey: balanced, black: promotion (r>1)" if title
+            else "", fontsize=8)
 
 
 def refine_figure(figure: dict, mask: np.ndarray, refined: np.ndarray, path: Path, *, title: str = "") -> None:
@@ -138,8 +124,4 @@ def refine_figure(figure: dict, mask: np.ndarray, refined: np.ndarray, path: Pat
         _heat(axes[i, 1], original, f"|δ| per pixel (max {original.max():.3g})", vmax=top, cmap="magma")
         _heat(axes[i, 2], mask[i], "allowed pixels S", cmap="gray")
         _heat(axes[i, 3], after, f"refined |δ_S| (max {after.max():.3g})", vmax=top, cmap="magma")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _finish(plt, fig, path, title)
