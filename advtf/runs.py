@@ -69,8 +69,10 @@ def _json_default(obj):
 
 
 def markdown_table(rows: list[dict], columns: list[str] | None = None, *, digits: int = 4) -> str:
-    """A GitHub-flavoured Markdown table of ``rows``."""
+    """A GitHub-flavoured Markdown table of ``rows``; "" with no columns (a header-less table is no Markdown)."""
     columns = columns or (list(rows[0]) if rows else [])
+    if not columns:
+        return ""
 
     def fmt(v):
         return f"{v:.{digits}f}" if isinstance(v, float) else str(v)

@@ -64,4 +64,11 @@ def test_tables_are_written_as_csv_and_markdown(tmp_path):
     write_table(tmp_path, "t", rows)
     assert (tmp_path / "t.csv").read_text().splitlines() == ["model,acc", "a,0.5", "b,0.25"]
     assert "| a | 0.5000 |" in (tmp_path / "t.md").read_text()
-    assert markdown_table([]) == "|  |\n||\n" or markdown_table([])  # empty tables do not crash
+
+
+def test_empty_markdown_tables():
+    # no rows and no columns: nothing to render, not a malformed "|  |\n||" header
+    assert markdown_table([]) == ""
+    # columns but no rows: the header and separator stay, so the file still says what it would hold
+    assert markdown_table([], ["model", "acc"]) == "| model | acc |\n|---|---|\n"
+    assert markdown_table([{"a": 1}], []) == "| a |\n|---|\n| 1 |\n"  # empty columns fall back to the row keys
