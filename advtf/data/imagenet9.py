@@ -1,8 +1,16 @@
 """ImageNet-9: nine ImageNet super-classes (Ilyas et al. 2019; Springer et al. 2021).
 
-Built from tensorflow-datasets' ``imagenet_resized/64x64``: records whose ImageNet label falls
-in one of the nine inclusive WordNet-id ranges below are kept and relabelled 0-8 in that order;
-the test split is ImageNet's validation split. Images are decoded only after filtering.
+Built from tensorflow-datasets' ``imagenet_resized/64x64``: records whose class falls in one of
+the nine inclusive ranges of Springer et al. 2021 (App. A.1, taken from Ilyas et al. 2019) are
+kept and relabelled 0-8 in that order; the test split is ImageNet's validation split. Images are
+decoded only after filtering.
+
+The ranges are standard ImageNet class indices, i.e. positions in the *sorted* list of WordNet ids
+(151 = n02085620 Chihuahua, 30 = n01641577 bullfrog). ``imagenet_resized`` numbers its labels in
+another order (its label file starts with n02119789, kit fox), so the ranges are never applied to
+its labels directly: each tensorflow-datasets label is mapped to its WordNet id (the builder's
+``label`` feature names, read from the label file tensorflow-datasets ships), the WordNet id to its
+position in the sorted list, and that position through the ranges (``relabel_table``).
 
 The filtered split sizes are not known in advance, so every load makes one counting pass over
 the labels only (image bytes are not decoded). That is quick for the 50k validation records and
@@ -11,6 +19,8 @@ validation carving exact and seeded, like every other dataset.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -21,7 +31,7 @@ from advtf.data.registry import RawSplits, register_dataset
 from advtf.data.tfds_sets import IMAGENET_MEAN, IMAGENET_STD, tfds_builder, tfds_locate, tfds_split
 
 TFDS_NAME = "imagenet_resized/64x64"
-SUPERCLASSES = (  # name, first and last ImageNet class index (inclusive)
+SUPERCLASSES = (  # name, first and last standard ImageNet class index (inclusive)
     ("dog", 151, 268),
     ("cat", 281, 285),
     ("frog", 30, 32),
@@ -34,17 +44,31 @@ SUPERCLASSES = (  # name, first and last ImageNet class index (inclusive)
 )
 
 
-def relabel_table() -> np.ndarray:
-    """ImageNet class index (0-999) -> ImageNet-9 label, or -1 for the classes left out."""
-    table = np.full(1000, -1, dtype=np.int32)
+def relabel_table(wnids: Sequence[str]) -> np.ndarray:
+    """Dataset label -> ImageNet-9 label (-1 = left out), given the dataset's label WordNet ids.
+
+    ``wnids[i]`` is the WordNet id of dataset label ``i``; its standard ImageNet class index is
+    its position in the sorted list, which is what ``SUPERCLASSES`` ranges over.
+    """
+    if len(wnids) != 1000 or len(set(wnids)) != 1000:
+        raise ValueError(f"expected the 1000 distinct ImageNet WordNet ids, got {len(set(wnids))}")
+    by_index = np.full(1000, -1, dtype=np.int32)
     for label, (_, first, last) in enumerate(SUPERCLASSES):
-        table[first : last + 1] = label
-    return table
+        by_index[first : last + 1] = label
+    standard_index = {wnid: i for i, wnid in enumerate(sorted(wnids))}
+    return np.array([by_index[standard_index[wnid]] for wnid in wnids], dtype=np.int32)
+
+
+def tfds_wnids(builder=None) -> list[str]:
+    """WordNet ids of ``imagenet_resized`` labels in tensorflow-datasets' label order."""
+    if builder is None:
+        builder = tfds.builder(TFDS_NAME)
+    return list(builder.info.features["label"].names)
 
 
 def _filtered(builder, split: str) -> tuple[tf.data.Dataset, int]:
     """Encoded records of the nine super-classes, relabelled, and how many there are."""
-    table = tf.constant(relabel_table())
+    table = tf.constant(relabel_table(tfds_wnids(builder)))
     ds, _ = tfds_split(builder, split, decoders={"image": tfds.decode.SkipDecoding()})
     ds = ds.map(lambda ex: (ex["image"], tf.gather(table, ex["label"])))
     ds = ds.filter(lambda image, label: label >= 0)
