@@ -17,6 +17,17 @@ try:
 except RuntimeError:  # already initialised (e.g. re-import); tests needing 2 devices skip
     pass
 
+try:
+    from hypothesis import settings
+except ImportError:  # only the property-based test files need it; they import it themselves
+    settings = None
+if settings is not None:
+    # "ci": the same examples on every run (a red CI run can be replayed; a green one is not luck), no
+    # example database and no deadline on a shared machine. "dev": fresh random examples, to find new bugs.
+    settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
+    settings.register_profile("dev", deadline=None)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+
 
 @pytest.fixture
 def rng():

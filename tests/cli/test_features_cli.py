@@ -64,13 +64,30 @@ def test_two_models_side_by_side(models, tmp_path):
     assert (tmp_path / "again.png").stat().st_size > 10_000
 
 
-def test_default_modules_and_umap_when_installed(models, tmp_path):
-    pytest.importorskip("umap")
+def test_default_modules_and_umap(models, tmp_path):
+    # umap-learn comes with the `embed` extra, which tox installs: this runs, it does not skip.
     out = tmp_path / "umap"
     result = run("features", models / "fitted.keras", *SMALL, "--method", "umap", "--out", out)
     assert result.exit_code == 0, result.output + result.stderr
     results = json.loads((out / "results.json").read_text())
     assert results["modules"] == ["m0", "m1", "m2"] and results["method"] == "umap"
+    with np.load(out / "embeddings.npz", allow_pickle=False) as data:
+        for i in range(3):
+            points = data[f"p{i}_embedding"]
+            assert points.shape == (60, 2) and np.isfinite(points).all() and points.std(axis=0).min() > 0
+
+
+def test_trimap(models, tmp_path):
+    out = tmp_path / "trimap"
+    result = run("features", models / "fitted.keras", *SMALL, "--method", "trimap", "--modules", "m2", "--out", out)
+    assert result.exit_code == 0, result.output + result.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["modules"] == ["m2"] and results["method"] == "trimap"
+    with np.load(out / "embeddings.npz", allow_pickle=False) as data:
+        points = data["p0_embedding"]
+        assert points.shape == (60, 2) and np.isfinite(points).all() and points.std(axis=0).min() > 0
+        assert data["p0_adversarial"].sum() == 30
+    assert (out / "features.png").stat().st_size > 10_000
 
 
 def test_bad_input(models, tmp_path, monkeypatch):
