@@ -5,8 +5,12 @@ The attack runs on a wrapped model ``z -> model(x0 + S o (z - x0))``: the pertur
 model sees is the attack's own perturbation with the pixels outside ``S`` set to zero, so it
 obeys the same norm bound (masking never increases an l_p norm) and the box ``[0, 1]``.
 Outside ``S`` the gradient is zero, so sign steps (IFGSM), penalties (C&W, EAD, Str) and
-shrinkage leave those pixels at zero: for them this equals Eq. 11's extra projection. The
-refined adversarial example is ``x0 + S o (z - x0)``.
+shrinkage leave those pixels at zero: for them this equals Eq. 11's extra projection. A random
+start (PGD, APGD) is drawn inside ``S`` (the wrapper's ``perturbation_mask``, read by
+:func:`advtf.attacks.threat.start_mask`): noise outside ``S`` would be invisible to the model yet
+count in the norm the attack projects, leaving less than ``eps`` for the pixels of ``S``. So
+``z - x0`` stays exactly zero outside ``S`` and the whole budget is spent inside it. The refined
+adversarial example is ``x0 + S o (z - x0)``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,11 @@ class MaskedPerturbation:
         """Natural images ``[B, H, W, C]`` and their allowed pixels ``[B, H, W]`` (1 = may change)."""
         self._origin.assign(tf.constant(natural, tf.float32))
         self._mask.assign(tf.constant(np.asarray(mask, np.float32)[..., None]))
+
+    @property
+    def perturbation_mask(self) -> tf.Variable:
+        """``S`` as ``[B, H, W, 1]``: attacks draw their random start inside it (``threat.start_mask``)."""
+        return self._mask
 
     def apply(self, z):
         """The image the model sees: ``x0 + S o (z - x0)``."""

@@ -145,7 +145,8 @@ def _apgd_once(model, x, y, target, eps, steps, seed, norm, loss, targeted, rho,
     """
     ones = [-1] + [1] * (len(x.shape) - 1)
     if random_init:
-        x0 = tf.clip_by_value(x + threats.random_start(tf.shape(x), eps, norm, seed), 0.0, 1.0)
+        noise = threats.random_start(tf.shape(x), eps, norm, seed, threats.start_mask(model))  # refined: inside S
+        x0 = tf.clip_by_value(x + noise, 0.0, 1.0)
     else:
         x0 = tf.identity(x)
     loss0, logits0, grad0 = _value_and_grad(model, x0, y, target, loss, targeted)

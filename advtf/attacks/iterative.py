@@ -47,7 +47,8 @@ def _step_scale(i, steps, schedule: str):
 def _pgd_once(model, x, label, eps, alpha, steps, seed, norm, targeted, random_init, schedule):
     """One PGD run from one start point."""
     if random_init:
-        x_adv = tf.clip_by_value(x + threats.random_start(tf.shape(x), eps, norm, seed), 0.0, 1.0)
+        noise = threats.random_start(tf.shape(x), eps, norm, seed, threats.start_mask(model))
+        x_adv = tf.clip_by_value(x + noise, 0.0, 1.0)
     else:
         x_adv = tf.identity(x)
     for i in (range(steps) if isinstance(steps, int) else tf.range(steps)):

@@ -141,12 +141,30 @@ def clip_to_threat(x: tf.Tensor, x_adv: tf.Tensor, eps, norm: str) -> tf.Tensor:
     return tf.clip_by_value(x + project(x_adv - x, eps, norm), 0.0, 1.0)
 
 
-def random_start(shape, eps: tf.Tensor, norm: str, seed: tf.Tensor) -> tf.Tensor:
-    """A uniform draw from the ``norm`` ball (stateless, so runs are reproducible)."""
+def random_start(shape, eps: tf.Tensor, norm: str, seed: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
+    """A uniform draw from the ``norm`` ball (stateless, so runs are reproducible).
+
+    With ``mask`` (broadcastable to ``shape``, 1 where the perturbation may be non-zero; see
+    :func:`start_mask`), a uniform draw from the ball of the allowed entries and exactly zero
+    elsewhere, so a refined attack's start spends none of its budget outside its pixel set.
+    """
+    if mask is not None:  # as a [B, H, W, C] tensor of the draw's rank (a mask variable may have none)
+        mask = tf.reshape(tf.broadcast_to(tf.cast(mask, tf.float32), shape), shape)
     if norm == "linf":
-        return tf.random.stateless_uniform(shape, seed, minval=-1.0, maxval=1.0) * eps
+        noise = tf.random.stateless_uniform(shape, seed, minval=-1.0, maxval=1.0) * eps
+        return noise if mask is None else noise * mask
     direction = tf.random.stateless_normal(shape, seed)
+    if mask is None:
+        dim = tf.cast(tf.reduce_prod(shape[1:]), tf.float32)
+    else:
+        direction = direction * mask
+        dim = tf.maximum(tf.reduce_sum(mask, axis=list(range(1, len(direction.shape))), keepdims=True), 1.0)
     direction = direction / (_batch_norm(direction, "l2") + _TINY)
-    dim = tf.cast(tf.reduce_prod(shape[1:]), tf.float32)
     u = tf.random.stateless_uniform([shape[0], 1, 1, 1], seed + 1)
     return direction * eps * tf.pow(u, 1.0 / dim)
+
+
+def start_mask(model):
+    """The pixels a model lets an attack perturb (``model.perturbation_mask``, e.g. a refined attack's
+    set S, ``[B, H, W, 1]``), or None: random starts are drawn inside it."""
+    return getattr(model, "perturbation_mask", None)
