@@ -53,19 +53,64 @@ def test_evaluate_a_trained_model(trained, tmp_path):
     assert (out / "results.csv").exists() and (out / "results.md").exists()
 
 
-def test_resume_continues_an_interrupted_run(tmp_path):
-    from advtf.inputs import DataRequest
-    from advtf.models import create_model
-    from advtf.training.loop import TrainConfig, train
+def _history(out):
+    """history.csv without the wall-clock column."""
+    import csv
+
+    with open(out / "history.csv") as f:
+        return [{k: float(v) if v else None for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
+    """An `advtf train` interrupted after epoch 1 and resumed ends where an uninterrupted run does.
+
+    The loop seeds data order, augmentation and attack noise by (seed, epoch, step) and restores model,
+    optimizer and epoch from the checkpoint, so on CPU the two runs must agree bit for bit.
+    """
+    import keras
+    import numpy as np
+
+    import advtf.training.loop as loop
+
+    options = [*TINY, "--epochs", "2", "--eval-steps", "1", "--eps", "0.1"]
+    whole = tmp_path / "whole"
+    assert run("train", *options, "--out", whole).exit_code == 0
 
     out = tmp_path / "run"
-    data = DataRequest("digits", train_subset=200, test_subset=60).load()
-    config = TrainConfig(epochs=1, batch_size=50, optimizer="adam", lr=0.01, weight_decay=0, augment=False)
-    train(lambda: create_model("test_cnn", input_shape=(16, 16, 1), num_classes=10, seed=0), data, config,
-          workdir=tmp_path / "run.partial")  # what an interrupted `advtf train` leaves behind
-    result = run("train", *TINY, "--epochs", "2", "--eval-steps", "1", "--resume", "--out", out)
+    write_history = loop._write_history
+
+    def interrupt_after_first_epoch(path, history):  # Ctrl-C once epoch 1 is checkpointed and logged
+        write_history(path, history)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "_write_history", interrupt_after_first_epoch)
+        assert run("train", *options, "--out", out).exit_code != 0
+    assert not out.exists() and (tmp_path / "run.partial" / "resume" / "train").is_dir()
+    assert len(_history(tmp_path / "run.partial")) == 1
+
+    result = run("train", *options, "--resume", "--out", out)
     assert result.exit_code == 0, result.output + result.stderr
-    assert len((out / "history.csv").read_text().strip().splitlines()) == 3
+    assert _history(out) == _history(whole) and len(_history(out)) == 2
+    resumed, uninterrupted = (json.loads((d / "results.json").read_text()) for d in (out, whole))
+    for key in ("clean_accuracy", "robust_accuracy", "epochs", "best_epoch"):
+        assert resumed[key] == uninterrupted[key], key
+    a, b = (keras.saving.load_model(d / "model.keras", safe_mode=True) for d in (out, whole))
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+
+
+@pytest.mark.xfail(strict=True, reason="advtf.training.loop._read_history parses every column as float, so a "
+                   "resumed history.csv says epoch '1.0' where an uninterrupted run says '1'")
+def test_resumed_history_keeps_integer_epochs(tmp_path):
+    import advtf.training.loop as loop
+
+    path = tmp_path / "history.csv"
+    loop._write_history(path, [{"epoch": 1, "lr": 0.01, "train_loss": 2.0, "train_accuracy": 0.5,
+                                "val_clean_accuracy": None, "val_robust_accuracy": None, "seconds": 1.0}])
+    before = path.read_text()
+    loop._write_history(path, loop._read_history(path))  # what a resume does with the finished epochs
+    assert path.read_text() == before
 
 
 def assert_user_error(result, *, words):
