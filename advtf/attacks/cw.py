@@ -39,16 +39,18 @@ def succeeded_with_confidence(signed_margin, confidence):
     return signed_margin < -confidence
 
 
-def bisect_const(const, lower, upper, success):
-    """One C&W binary-search step on ``c`` per example.
+def bisect_const(const, lower, upper, success, grow: float = 10.0):
+    """One C&W binary-search step on ``c`` per example (C&W's reference code; Chen et al. 2018 alike).
 
-    Success lowers the upper bound, failure raises the lower bound; the next ``c`` is the midpoint
-    once an upper bound exists, else ``c * 10``.
+    On success ``upper = min(upper, c)``; on failure ``lower = max(lower, c)``. Then
+    ``c = (lower + upper) / 2`` once an upper bound exists, else ``c * grow`` (10 for C&W and EAD, 5
+    for the Str-attack). "An upper bound exists" is ``upper < 1e9`` (C&W's test, ``upper`` starts at
+    1e10): equal to the textbook ``upper < 1e10`` unless some ``c >= 1e9`` succeeded.
     """
     upper = tf.where(success, tf.minimum(upper, const), upper)
     lower = tf.where(success, lower, tf.maximum(lower, const))
     has_upper = upper < _NO_UPPER * 0.1
-    const = tf.where(has_upper, (lower + upper) / 2.0, const * 10.0)
+    const = tf.where(has_upper, (lower + upper) / 2.0, const * grow)
     return const, lower, upper
 
 

@@ -8,7 +8,7 @@ import tensorflow as tf
 from sklearn.datasets import load_digits
 
 from advtf.attacks import ATTACKS, Threat, coerce_options, per_example_norm, pgd
-from advtf.attacks.cw import cw
+from advtf.attacks.cw import bisect_const, cw
 from advtf.attacks.ead import ead, shrinkage_threshold
 from advtf.attacks.losses import margin
 from advtf.errors import UserError
@@ -151,3 +151,68 @@ def test_trace_safe_inside_tf_function():
     a, b = both(x, y)
     assert a.shape == b.shape == x.shape
     assert np.all(per_example_norm(b - x, "l1").numpy() <= 0.5 + 1e-6)
+
+
+# --- The binary search on c (Carlini & Wagner 2017; Chen et al. 2018; the Str-attack with grow=5) ---------------
+# Mutations tried in a scratch copy of cw.py, each made these tests fail: tf.minimum -> tf.maximum for the upper
+# bound, tf.maximum -> tf.minimum for the lower bound, midpoint -> upper, ``const * grow`` -> ``const * 2``,
+# ``has_upper`` -> ``~has_upper``.
+
+
+def reference_bisection(c0, outcomes, grow=10.0):
+    """C&W's rule in plain Python for one example: success sets upper = min(upper, c), failure
+    lower = max(lower, c); then c = (lower + upper) / 2 once an upper bound exists, else c * grow."""
+    c, lower, upper, out = c0, 0.0, 1e10, []
+    for success in outcomes:
+        if success:
+            upper = min(upper, c)
+        else:
+            lower = max(lower, c)
+        c = (lower + upper) / 2 if upper < 1e9 else c * grow
+        out.append((c, lower, upper))
+    return out
+
+
+def run_bisection(c0, outcomes, grow=10.0):
+    """bisect_const over the steps of ``outcomes`` (examples x steps), a list of (c, lower, upper) per step."""
+    outcomes = np.asarray(outcomes, bool)
+    const = tf.fill([outcomes.shape[0]], float(c0))
+    lower, upper = tf.zeros_like(const), tf.fill(const.shape, 1e10)
+    out = []
+    for step in outcomes.T:
+        const, lower, upper = bisect_const(const, lower, upper, tf.constant(step), grow=grow)
+        out.append((const.numpy(), lower.numpy(), upper.numpy()))
+    return out
+
+
+# Hand-computed (c, lower, upper) after each of five steps from c = 1, for a batch of three examples.
+F, S = False, True
+HAND_OUTCOMES = [[F, F, S, F, S], [S, S, S, S, S], [S, F, F, S, F]]
+HAND_TIMES_10 = [
+    [(10, 1, 1e10), (100, 10, 1e10), (55, 10, 100), (77.5, 55, 100), (66.25, 55, 77.5)],
+    [(0.5, 0, 1), (0.25, 0, 0.5), (0.125, 0, 0.25), (0.0625, 0, 0.125), (0.03125, 0, 0.0625)],
+    [(0.5, 0, 1), (0.75, 0.5, 1), (0.875, 0.75, 1), (0.8125, 0.75, 0.875), (0.84375, 0.8125, 0.875)],
+]
+HAND_TIMES_5_FIRST = [(5, 1, 1e10), (25, 5, 1e10), (15, 5, 25), (20, 15, 25), (17.5, 15, 20)]
+
+
+def test_bisection_matches_hand_computed_sequences():
+    got = np.array(run_bisection(1.0, HAND_OUTCOMES))  # (step, c/lower/upper, example)
+    want = np.array(HAND_TIMES_10, np.float64)  # (example, step, c/lower/upper)
+    np.testing.assert_allclose(got, want.transpose(1, 2, 0), rtol=1e-6)
+    # The Str-attack grows c by 5 (not 10) until the first success; the bisection itself is the same.
+    got5 = np.array(run_bisection(1.0, HAND_OUTCOMES, grow=5.0))
+    np.testing.assert_allclose(got5[:, :, 0], HAND_TIMES_5_FIRST, rtol=1e-6)
+    np.testing.assert_allclose(got5[:, :, 1:], got[:, :, 1:], rtol=1e-6)  # succeeded at c = 1: no growth
+    for e in range(3):
+        assert reference_bisection(1.0, HAND_OUTCOMES[e]) == [tuple(map(float, t)) for t in HAND_TIMES_10[e]]
+
+
+@pytest.mark.parametrize("grow", [10.0, 5.0])
+def test_bisection_matches_reference_on_random_outcomes(grow):
+    rng = np.random.default_rng(3)
+    outcomes = rng.uniform(size=(12, 7)) < np.linspace(0.1, 0.9, 12)[:, None]  # mixed per example
+    got = run_bisection(0.01, outcomes, grow=grow)
+    for e in range(len(outcomes)):
+        want = np.array(reference_bisection(0.01, outcomes[e], grow=grow))
+        np.testing.assert_allclose([[c[e], lo[e], up[e]] for c, lo, up in got], want, rtol=1e-5)
