@@ -1,4 +1,5 @@
-"""``advtf dissect``: network dissection of units and their sensitivity to adversarial examples (papers/003, Sec. 5)."""
+"""``advtf dissect``: network dissection of units and their sensitivity to adversarial examples
+(Xu et al. 2019, Sec. 5)."""
 
 from __future__ import annotations
 

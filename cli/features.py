@@ -1,4 +1,5 @@
-"""``advtf features``: feature-vector distributions of natural vs adversarial images (papers/001, Figure 8)."""
+"""``advtf features``: feature-vector distributions of natural vs adversarial images
+(Siddiqui & Breuel 2021, Figure 8)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``advtf cam`` and ``advtf psr``: interpreting adversarial examples by activation promotion and
-suppression (Xu et al. 2019, papers/003)."""
+suppression (Xu et al. 2019)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,8 @@ def cam(**kw):
     F(x',t0), F(x0,t), F(x',t) at input resolution, divided by their joint maximum (Figure 3),
     and IS(delta) = ||B(x,c) o delta||_2 / ||delta||_2 with B the map's top (1 - quantile) pixels,
     averaged per model (Table 2 reports (x0,t0) and (x',t)). With a GAP head, CAM and Grad-CAM
-    agree up to scale.
+    agree up to scale. C&W, EAD and Str use confidence κ = 1 as in Xu et al. 2019 unless
+    -O confidence=... is given.
 
     \b
     Example:
@@ -70,7 +71,7 @@ def cam(**kw):
     from advtf.runs import RunDir
 
     models = list(kw.pop("model_paths"))
-    options, data, request = _attack_setup(kw)
+    options, data, request = _attack_setup(kw, xu_defaults=True)
     options["model_paths"] = models
     with RunDir(kw["out"], overwrite=kw["overwrite"], options=options) as run:
         results = run_cam_job(models, data, request, run, method=kw["method"], layer=kw["layer"],
@@ -116,7 +117,8 @@ def psr(**kw):
     d0_i = max(Z(x'-delta_Gi)_t0 - Z(x')_t0, xi) (suppression of t0), dt_i = max(Z(x')_t -
     Z(x'-delta_Gi)_t, xi) (promotion of t), s_i = d0_i + dt_i, r_i = log2(dt_i / d0_i):
     suppression-dominated r < -1, promotion-dominated r > 1, balanced otherwise. All removals run
-    as batched forward passes. Table 1 correlates d0, dt, s with ||delta_Gi||_2 per image.
+    as batched forward passes. Table 1 correlates d0, dt, s with ||delta_Gi||_2 per image. C&W,
+    EAD and Str use confidence κ = 1 as in Xu et al. 2019 unless -O confidence=... is given.
 
     \b
     Examples:
@@ -132,7 +134,7 @@ def psr(**kw):
     from advtf.runs import RunDir
 
     models = list(kw.pop("model_paths"))
-    options, data, request = _attack_setup(kw)
+    options, data, request = _attack_setup(kw, xu_defaults=True)
     options["model_paths"] = models
     with RunDir(kw["out"], overwrite=kw["overwrite"], options=options) as run:
         results = run_psr_job(models, data, request, run, grid=kw["grid"], stride=kw["stride"], xi=kw["xi"],

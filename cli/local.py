@@ -1,5 +1,5 @@
 """``advtf frequency``, ``advtf perturbations``, ``advtf response``, ``advtf kernels``: local properties
-of adversarial examples (papers/000)."""
+of adversarial examples (the local-properties paper, anonymous ICLR 2022 submission)."""
 
 from __future__ import annotations
 
@@ -35,11 +35,32 @@ def _layers(ctx, param, value):
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-def _attack_setup(kw):
-    """The dataset request, the attack request and the options to record, popped from ``kw``."""
+# Xu et al. 2019 (Appendix 1) run C&W, EAD and Str with confidence kappa = 1; their analyses
+# (`advtf cam`, `advtf psr`, the activation bias of `advtf response`) default to it.
+XU_CONFIDENCE = 1.0
+
+
+def xu_confidence(request):
+    """``request`` with confidence kappa = 1 (Xu et al. 2019) when its attack has one and none was given."""
+    from advtf.attacks import attack_spec
+
+    if "confidence" not in attack_spec(request.name).options or "confidence" in request.options:
+        return request
+    return dataclasses.replace(request, options={**request.options, "confidence": XU_CONFIDENCE})
+
+
+def _attack_setup(kw, *, xu_defaults: bool = False):
+    """The dataset request, the attack request and the options to record, popped from ``kw``.
+
+    ``xu_defaults``: C&W, EAD and Str get Xu et al. 2019's kappa = 1 unless ``-O confidence`` is
+    given; the effective attack options are recorded either way (``attack_options``).
+    """
     options = dict(kw)
     data = data_request(kw)
     request = make_attack_request(kw, make_threat(kw))
+    if xu_defaults:
+        request = xu_confidence(request)
+    options["attack_options"] = dict(request.options)
     return options, data, request
 
 
@@ -175,7 +196,7 @@ def perturbations(**kw):
                    "steps, e.g. fgsm (Table 4), or with its own threat, e.g. cw:l2:1 or ead:l1:10:50 (Figure A8).")
 @click.option("--activation-maps", default=None, metavar="LAYER",
               help="Also draw LAYER's most active channel maps for one natural/adversarial pair in every model "
-                   "(Figure 9/A9 of papers/003; the pair is attacked on the first MODEL).")
+                   "(Figure 9/A9 of Xu et al. 2019; the pair is attacked on the first MODEL).")
 @click.option("--channels", type=click.IntRange(min=1), default=8, show_default=True,
               help="Channels per model in --activation-maps.")
 @_CHECKPOINTS
@@ -185,9 +206,11 @@ def response(**kw):
     """Local response differences per layer between natural and adversarial images (Tables 1-5, Figures 5, 9).
 
     Per image and layer: max = the largest |f(x_adv) - f(x)| over the layer's responses, total =
-    their sum, l2 = ||f(x_adv) - f(x)||_2 (the activation bias of papers/003, Figure A8); all
+    their sum, l2 = ||f(x_adv) - f(x)||_2 (the activation bias of Xu et al. 2019, Figure A8); all
     averaged over images, for all images and split into successful / failed attacks among
-    naturally correct ones. One forward pass per batch yields every layer.
+    naturally correct ones. One forward pass per batch yields every layer. C&W, EAD and Str use
+    confidence κ = 1 as in Xu et al. 2019 unless -O confidence=... is given (it applies to --attack;
+    an --also-attack cw, ead or str always uses κ = 1).
 
     \b
     Examples:
@@ -211,9 +234,10 @@ def response(**kw):
     if not models and not kw["checkpoints"]:
         raise UserError("give a MODEL (and --compare MODEL ...) or --checkpoints DIR")
     also = list(kw.pop("also_attack"))
-    options, data, request = _attack_setup(kw)
+    options, data, request = _attack_setup(kw, xu_defaults=True)
     options["model_paths"] = models
-    extra = [_also_request(request, spec) for spec in also]
+    extra = [xu_confidence(_also_request(request, spec)) for spec in also]
+    options["also_attack_options"] = [{"attack": r.name, "options": dict(r.options)} for r in extra]
     with RunDir(kw["out"], overwrite=kw["overwrite"], options=options) as run:
         results = run_response_job(models, data, request, run, layers=kw["layers"], adv_from=list(kw["adv_from"]),
                                    also=extra, checkpoints=list(kw["checkpoints"]), batch_size=kw["batch_size"],

@@ -90,8 +90,11 @@ def data_request(kwargs: dict):
 
 
 def threat_options(*, steps_flag: str = "--steps", norm: str = "l2", eps: str = "0.5", steps: int | None = None,
-                   step_size: str | None = None, attack: bool = True):
-    """``--attack``, ``--norm``, ``--eps``, steps, ``--step-size``, ``--restarts`` (and ``-O`` options)."""
+                   step_size: str | None = None, attack: bool = True, step_size_help: str | None = None):
+    """``--attack``, ``--norm``, ``--eps``, steps, ``--step-size``, ``--restarts`` (and ``-O`` options).
+
+    ``step_size_help`` replaces the ``--step-size`` help of a command with its own default.
+    """
     from advtf.attacks import ATTACKS, NORMS
 
     steps_help = "Attack iterations." if steps is not None else \
@@ -102,8 +105,8 @@ def threat_options(*, steps_flag: str = "--steps", norm: str = "l2", eps: str = 
                      help="Radius of the threat ball in [0,1] pixel units (8/255 is fine)."),
         click.option(steps_flag, "steps", type=int, default=steps, show_default=steps is not None, help=steps_help),
         click.option("--step-size", type=NUMBER, default=step_size, show_default=step_size is not None,
-                     help="Attack step size." if step_size is not None else
-                     "Attack step size [default: 2.5*eps/steps, Madry et al.'s convention]."),
+                     help=step_size_help or ("Attack step size." if step_size is not None else
+                                             "Attack step size [default: 2.5*eps/steps, Madry et al.'s convention].")),
         click.option("--restarts", type=int, default=1, show_default=True,
                      help="Random restarts; the worst case per example is kept."),
     ]

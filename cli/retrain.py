@@ -1,4 +1,4 @@
-"""``advtf retrain``: block-wise retraining (Siddiqui & Breuel 2021, papers/001)."""
+"""``advtf retrain``: block-wise retraining (Siddiqui & Breuel 2021)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ from advtf.cli.options import (IntList, NUMBER, data_request, dataset_options, m
 @click.option("--reinit-only", is_flag=True,
               help="No retraining: reinitialise one module (layer with --layers) at a time to its initial weights "
                    "and evaluate (Fig. 7, after Zhang et al.).")
-@threat_options(steps_flag="--attack-steps", norm="linf", eps="8/255", steps=7, attack=False)
+@threat_options(steps_flag="--attack-steps", norm="linf", eps="8/255", steps=7, attack=False,
+                step_size_help="PGD step size of adversarial retraining [default: eps/4, i.e. 2/255 at "
+                               "eps 8/255, as Siddiqui & Breuel 2021].")
 @click.option("--attack-target", type=click.Choice(["label", "prediction"]), default="prediction", show_default=True,
               help="Adversarial retraining attacks the model's prediction (the paper: avoids label leaking).")
 @click.option("--clean-fraction", type=NUMBER, default=0.5, show_default=True,
@@ -61,8 +63,9 @@ def retrain(**kw):
     reinitialises and retrains modules 0..k, --part after --cutoff k modules k..K; the other
     modules keep their pretrained weights, frozen (their BatchNorm layers in inference mode).
     Reinitialised weights are fresh draws of each layer's initializers, seeded by --seed.
-    Adversarial retraining uses PGD (--attack-steps, default 7, Linf 8/255 as for CIFAR) or
-    --fast, with --clean-fraction of every batch clean; robust accuracy is PGD-(--eval-steps) on
+    Adversarial retraining uses PGD (--attack-steps, default 7, Linf 8/255 and a step of eps/4 =
+    2/255 unless --step-size is given, as Siddiqui & Breuel 2021, Sec. 3.2) or --fast (FGSM,
+    step 1.25 eps), with --clean-fraction of every batch clean; robust accuracy is PGD-(--eval-steps) on
     the true label. --reinit-only resets one unit at a time to the training run's initial
     weights (initial.weights.h5, or the seeded initializers in the model's config; else fresh).
 
@@ -89,6 +92,7 @@ def retrain(**kw):
     from advtf.inputs import load_trained_model
     from advtf.runs import RunDir
     from advtf.training.loop import AdversarialConfig, TrainConfig
+    from advtf.training.retrain import retraining_threat
 
     options = dict(kw)
     data = data_request(kw)
@@ -101,7 +105,9 @@ def retrain(**kw):
         raise UserError("choose --mode adversarial or --mode conventional (or --reinit-only)")
     adversarial = None
     if mode == "adversarial":
-        adversarial = AdversarialConfig(threat=threat, attack_target=kw["attack_target"],
+        training_threat = threat if kw["fast"] else retraining_threat(threat)
+        options["step_size"] = training_threat.alpha if not kw["fast"] else None  # the effective PGD step
+        adversarial = AdversarialConfig(threat=training_threat, attack_target=kw["attack_target"],
                                         clean_fraction=kw["clean_fraction"], fast=kw["fast"])
     elif kw["fast"]:
         raise UserError("--fast only applies with --mode adversarial")

@@ -34,7 +34,9 @@ from advtf.cli.options import (IntList, NUMBER, data_request, dataset_options, m
               help="L2 weight decay (coupled for sgd/adam as in PyTorch; decoupled for adamw).")
 @click.option("--schedule", type=click.Choice(["piecewise", "cosine", "constant"]), default="piecewise",
               show_default=True)
-@click.option("--lr-milestones", type=IntList(), default="", help="Epochs where piecewise lr drops 10x, e.g. 50,75.")
+@click.option("--lr-milestones", type=IntList(), default=None,
+              help="Epochs where piecewise lr drops 10x, e.g. 50,75 [default: 50% and 75% of --epochs, as the "
+                   "local-properties paper's 50,75 of 100; an empty '' keeps lr constant].")
 @click.option("--augment/--no-augment", default=None,
               help="Random crop (4-px pad) + flip [default: on for natural images, off for Fashion-MNIST].")
 @click.option("--select-by", type=click.Choice(["auto", "last", "clean", "robust"]), default="auto",
@@ -61,7 +63,11 @@ def train(**kw):
 
     A --dataset DIR written by `advtf relabel` or `advtf robustify` (a derived set) gets the
     zero-/negative-robust settings of Springer et al.'s Table 3 for every option not given:
-    --optimizer adam --lr 1e-4 --schedule cosine --no-augment --validation 0.1 --early-stopping 10.
+    --optimizer adam --lr 1e-4 --schedule cosine --no-augment --validation 0.1 --early-stopping 10
+    --weight-decay 0 (Adam with its default parameters: no weight decay).
+
+    The default --schedule piecewise divides --lr by 10 at 50% and 75% of --epochs (epochs 50
+    and 75 of 100, as the local-properties paper) unless --lr-milestones is given.
 
     Writes model.keras, results.json, history.csv, training.png, logs/ (TensorBoard) and
     manifest.json to --out.
@@ -69,6 +75,7 @@ def train(**kw):
     from advtf.runs import RunDir
     from advtf.training.loop import AdversarialConfig, TrainConfig
     from advtf.training.run import DERIVED_SET_DEFAULTS, ModelRequest, TrainJob, derived_set_kind, run_training
+    from advtf.training.schedules import default_milestones
 
     kind = derived_set_kind(kw["dataset"])
     derived_defaults = {}
@@ -77,6 +84,8 @@ def train(**kw):
         derived_defaults = {k: v for k, v in DERIVED_SET_DEFAULTS.items()
                             if source(k) == click.core.ParameterSource.DEFAULT}
         kw.update(derived_defaults)
+    if kw["lr_milestones"] is None:  # recorded as given to the loop: the effective milestones
+        kw["lr_milestones"] = default_milestones(kw["epochs"]) if kw["schedule"] == "piecewise" else ()
     options = dict(kw)
     data = data_request(kw)
     threat = make_threat(kw)
@@ -123,6 +132,10 @@ def train(**kw):
         [("clean accuracy", results["clean_accuracy"]),
          (f"robust accuracy (PGD-{eval_threat.steps} {eval_threat.norm} eps={eval_threat.eps:g})",
           results["robust_accuracy"]),
+         ("optimizer", f"{config.optimizer}, lr {config.lr:g}, {config.schedule}"
+          + (f" (/10 at epochs {', '.join(f'{m:g}' for m in config.lr_milestones)})"
+             if config.schedule == "piecewise" and config.lr_milestones else "")
+          + f", weight decay {config.weight_decay:g}"),
          ("test images", results["n_test"]), ("epochs", results["epochs"]), ("best epoch", results["best_epoch"]),
          ("wall seconds", results["wall_seconds"])],
         out=kw["out"],

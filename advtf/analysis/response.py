@@ -313,8 +313,9 @@ def run_response_job(model_paths, data, request, run, *, layers=None, adv_from=(
     results = {"layers": layers, "rows": rows, "notes": notes, "checkpoints": curves, "activation_maps": pair,
                "definition": {"max": "mean over images of max_{c,i,j} |f(x_adv) - f(x)|",
                               "total": "mean over images of sum_{c,i,j} |f(x_adv) - f(x)|",
-                              "l2": "mean over images of ||f(x_adv) - f(x)||_2 (activation bias, papers/003 "
-                                    "Figure A8)"},
-               **request.to_json(), "also": [r.name for r in also], "dataset": splits.info.name}
+                              "l2": "mean over images of ||f(x_adv) - f(x)||_2 (activation bias, Xu et al. "
+                                    "2019, Figure A8)"},
+               **request.to_json(), "also": [r.name for r in also],
+               "also_options": [dict(r.options) for r in also], "dataset": splits.info.name}
     write_json(run.path / "results.json", results)
     return results

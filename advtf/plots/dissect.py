@@ -1,4 +1,4 @@
-"""Figures of ``advtf dissect`` (papers/003, Figures 7 and 8); no computation here."""
+"""Figures of ``advtf dissect`` (Xu et al. 2019, Figures 7 and 8); no computation here."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Figure 8 of papers/001: 2-D embeddings of natural / adversarial feature vectors; no computation here."""
+"""Figure 8 of Siddiqui & Breuel 2021: 2-D embeddings of natural / adversarial feature vectors; no computation here."""
 
 from __future__ import annotations
 

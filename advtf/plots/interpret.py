@@ -1,4 +1,4 @@
-"""Figures of ``advtf cam`` and ``advtf psr`` (papers/003, Figures 2, 3, 4, 6, A1, A2, A6); no computation here."""
+"""Figures of ``advtf cam`` and ``advtf psr`` (Xu et al. 2019, Figures 2, 3, 4, 6, A1, A2, A6); no computation here."""
 
 from __future__ import annotations
 

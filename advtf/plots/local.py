@@ -1,4 +1,4 @@
-"""Figures of the local-properties analyses (papers/000); no computation here."""
+"""Figures of the local-properties analyses (the local-properties paper, ICLR 2022 submission); no computation here."""
 
 from __future__ import annotations
 

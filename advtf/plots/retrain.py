@@ -1,4 +1,4 @@
-"""Figures of ``advtf retrain`` (Siddiqui & Breuel 2021, papers/001, Figs. 2-7); no computation here."""
+"""Figures of ``advtf retrain`` (Siddiqui & Breuel 2021, Figs. 2-7); no computation here."""
 
 from __future__ import annotations
 

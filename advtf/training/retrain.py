@@ -1,4 +1,4 @@
-"""Block-wise retraining (Siddiqui & Breuel 2021, papers/001, Sec. 3-5): one cell of the protocol.
+"""Block-wise retraining (Siddiqui & Breuel 2021, Sec. 3-5): one cell of the protocol.
 
 A pretrained model is split into units -- the modules m0..mK of
 :func:`advtf.models.module_layers` (split at down-sampling; the last module is the head), or its
@@ -29,6 +29,16 @@ from advtf.errors import UserError
 
 PARTS = ("before", "after")
 INITIAL_WEIGHTS = "initial.weights.h5"  # written by `advtf train` before its first step
+# Siddiqui & Breuel 2021 (Sec. 3.2) train adversarially with PGD at eps 8/255 and 2/255 per
+# iteration for 7 iterations: a step of eps/4 (not Madry et al.'s 2.5 * eps / steps).
+STEP_FRACTION = 0.25
+
+
+def retraining_threat(threat):
+    """``threat`` with Siddiqui & Breuel's step size eps/4 unless a step size was given."""
+    if threat.step_size is not None:
+        return threat
+    return dataclasses.replace(threat, step_size=STEP_FRACTION * float(threat.eps))
 
 
 @dataclasses.dataclass(frozen=True)

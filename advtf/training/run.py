@@ -15,10 +15,11 @@ from advtf.training.strategy import make_strategy
 
 
 # Training on a derived set (robustified, relabeled, adversarial) follows Springer et al.'s Table 3
-# for zero-/negative-robust classifiers: Adam, lr 1e-4 with decay, no augmentation, early stopping
-# on a held-out part of the set. `advtf train` applies these to the options a user did not give.
-DERIVED_SET_DEFAULTS = {"optimizer": "adam", "lr": 1e-4, "schedule": "cosine", "augment": False,
-                        "validation": 0.1, "early_stopping": 10}
+# for zero-/negative-robust classifiers: Adam with its default parameters (so no weight decay),
+# lr 1e-4 with decay, no augmentation, early stopping on a held-out part of the set. `advtf train`
+# applies these to the options a user did not give.
+DERIVED_SET_DEFAULTS = {"optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0, "schedule": "cosine",
+                        "augment": False, "validation": 0.1, "early_stopping": 10}
 
 
 def derived_set_kind(dataset: str) -> str | None:
@@ -57,7 +58,9 @@ def run_training(job: TrainJob, workdir: Path, *, progress=None) -> dict:
     ``results.json`` keys: ``clean_accuracy``, ``robust_accuracy`` (under ``eval_threat``
     on the test split, true label attacked), ``n_test``, ``epochs``, ``best_epoch``,
     ``wall_seconds``, ``model``, ``dataset``, ``robust_training``, ``threat``, ``params``,
-    ``precise_bn_batches`` (batches of the BatchNormalization recalibration, 0 when off).
+    ``precise_bn_batches`` (batches of the BatchNormalization recalibration, 0 when off), and the
+    effective optimisation settings ``optimizer``, ``lr``, ``weight_decay``, ``schedule``,
+    ``lr_milestones`` (epochs where piecewise divides lr by 10; empty otherwise).
     """
     from advtf.evaluation import evaluate
     from advtf.models import count_params, create_model
@@ -94,6 +97,11 @@ def run_training(job: TrainJob, workdir: Path, *, progress=None) -> dict:
                     threat=job.eval_threat, strategy=strategy, seed=job.config.seed,
                     progress=progress(total=None, desc="test (PGD)") if progress else None)
     results = {
+        "optimizer": config.optimizer,
+        "lr": config.lr,
+        "weight_decay": config.weight_decay,
+        "schedule": config.schedule,
+        "lr_milestones": list(config.lr_milestones) if config.schedule == "piecewise" else [],
         "augment": config.augment,
         "clean_accuracy": test["clean_accuracy"],
         "robust_accuracy": test["robust_accuracy"],

@@ -8,6 +8,14 @@ from advtf.errors import UserError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("piecewise", "cosine", "constant")
+# Where ``piecewise`` divides the lr by 10 when no milestones are given: at 50% and 75% of the
+# epochs, as the local-properties paper's 50 and 75 of 100 epochs (and Madry et al.'s recipe).
+DEFAULT_MILESTONE_FRACTIONS = (0.5, 0.75)
+
+
+def default_milestones(epochs: int) -> tuple[float, ...]:
+    """The epochs (possibly fractional) where ``piecewise`` drops the lr by default: 50% and 75% of ``epochs``."""
+    return tuple(f * epochs for f in DEFAULT_MILESTONE_FRACTIONS)
 
 
 def learning_rate(schedule: str, lr: float, *, steps_per_epoch: int, epochs: int,
@@ -15,16 +23,18 @@ def learning_rate(schedule: str, lr: float, *, steps_per_epoch: int, epochs: int
     """A Keras learning-rate schedule over optimiser steps.
 
     ``piecewise`` divides ``lr`` by ``1/gamma`` at each milestone epoch (e.g. 50, 75 as in
-    the local-properties paper); ``cosine`` anneals to 0 over ``epochs``.
+    the local-properties paper; fractional epochs such as :func:`default_milestones` of an odd
+    ``epochs`` fall on the nearest step); no milestones keep ``lr`` constant. ``cosine``
+    anneals to 0 over ``epochs``.
     """
     if schedule not in SCHEDULES:
         raise UserError(f"unknown schedule {schedule!r}; choose one of: {', '.join(SCHEDULES)}")
     if schedule == "constant" or (schedule == "piecewise" and not milestones):
         return float(lr)
     if schedule == "piecewise":
-        if sorted(milestones) != list(milestones) or min(milestones) < 1:
+        if sorted(milestones) != list(milestones) or min(milestones) <= 0:
             raise UserError(f"--lr-milestones must be increasing positive epochs (got {list(milestones)})")
-        bounds = [int(m) * steps_per_epoch for m in milestones]
+        bounds = [int(round(m * steps_per_epoch)) for m in milestones]
         values = [float(lr) * gamma**i for i in range(len(bounds) + 1)]
         return keras.optimizers.schedules.PiecewiseConstantDecay(bounds, values)
     return keras.optimizers.schedules.CosineDecay(float(lr), decay_steps=max(1, steps_per_epoch * epochs))
