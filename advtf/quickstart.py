@@ -8,6 +8,7 @@ directory inside the output, so every later command can start from it.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 from advtf.attacks import Threat
@@ -68,6 +69,7 @@ def run_quickstart(workdir: Path, *, data_dir: str | None = None, seed: int = 0,
             runs[kind] = read_json(sub / "results.json")
         else:
             runs[kind] = run_training(job, sub, progress=progress)
+            shutil.rmtree(sub / "resume", ignore_errors=True)  # that model is finished: its results.json says so
     splits = data.load()
     test = make_batches(splits.test, 250, training=False)
     rows = []

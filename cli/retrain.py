@@ -124,8 +124,8 @@ def retrain(**kw):
     from advtf.analysis.retrain import run_retrain
 
     with RunDir(kw["out"], overwrite=kw["overwrite"], resume=kw["resume"], resumable=True, options=options) as run:
-        results = run_retrain(job, run.path, progress=progress_factory(kw["quiet"]), report=click.echo)
-        run.inputs.update(dataset=results.pop("dataset_fingerprint"), model=results.pop("model_fingerprint"))
+        results = run_retrain(job, run, progress=progress_factory(kw["quiet"]), report=click.echo)
+        results.pop("dataset_fingerprint"), results.pop("model_fingerprint")
     _summary(results, plan, eval_threat, kw["out"])
 
 

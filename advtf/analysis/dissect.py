@@ -389,41 +389,17 @@ def _stream(concepts, batch_size, progress, desc, limit=None, start=0):
             bar.close()
 
 
-class ResumeState:
-    """What an interrupted ``advtf dissect`` keeps in ``<run>/state``: the thresholds, and the IoU counts and
-    sensitivity sums with the number of images they cover, each one ``.npz`` replaced atomically (read
-    back without pickle). ``state/checkpoint`` holds the parameters; a resume with others is refused."""
+class _Snapshots:
+    """The passes' view of the run's resume store: ``load(name)`` / ``save(name, arrays)`` of one snapshot each."""
 
-    def __init__(self, directory, parameters: dict):
-        from advtf.analysis.chunks import CHECKPOINT, _normalised, stored_checkpoint
-        from advtf.runs import write_json
-
-        self.directory = Path(directory)
-        self.parameters = _normalised(parameters)
-        checkpoint = self.directory / CHECKPOINT
-        if stored_checkpoint(checkpoint, self.parameters) is None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            write_json(checkpoint, {"parameters": self.parameters})
+    def __init__(self, store):
+        self.store = store
 
     def load(self, name: str) -> dict | None:
-        path = self.directory / f"{name}.npz"
-        if not path.exists():
-            return None
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                return {k: data[k] for k in data.files}
-        except (OSError, ValueError) as e:
-            raise UserError(f"{path} of the interrupted run is unreadable ({e}); pass --overwrite to start "
-                            "again") from None
+        return self.store.load_snapshot(f"dissect_{name}")
 
     def save(self, name: str, arrays: dict) -> None:
-        path = self.directory / f"{name}.npz"
-        tmp = path.with_name(f".{name}.tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-
-    def remove(self) -> None:
-        shutil.rmtree(self.directory, ignore_errors=True)
+        self.store.save_snapshot(f"dissect_{name}", arrays)
 
 
 def thresholds_pass(extractor, concepts, input_shape, layers, quantile, *, batch_size, budget, progress=None,
@@ -590,8 +566,8 @@ def run_dissect_job(model_path, concepts_spec: str, request, run, *, layers=None
     request = dataclasses.replace(request, attack_target="prediction")
     concepts = load_concepts(concepts_spec, input_shape, count=concept_images, seed=seed, split=split)
     fingerprint = fingerprints([model_path])[0]
-    run.inputs.update(model=fingerprint, concepts=concepts.name)
-    state = ResumeState(run.path / "state", {
+    state = _Snapshots(run.store)
+    run.record_inputs(model=fingerprint, concepts=concepts.name, parameters={
         "model_sha256": fingerprint.get("sha256"), "concepts": concepts.description, "layers": layers,
         "quantile": quantile, "budget": budget, "batch_size": batch_size, "seed": seed, "union": union,
         "attack": request.to_json(), "attack_images": attack_images, "show_images": show_images})
@@ -604,7 +580,6 @@ def run_dissect_job(model_path, concepts_spec: str, request, run, *, layers=None
         model, extractor, concepts, input_shape, layers, thresholds, request, count=attack_images,
         batch_size=batch_size, seed=seed, progress=progress, keep=show_images, state=state,
         every=max(1, checkpoint_every // 5))
-    state.remove()
 
     category_index = np.asarray([concepts.categories.index(c) for c in concepts.label_categories], np.int64)
     unit_rows, detector_rows, pvalue_rows, per_layer, notes = [], [], [], {}, []

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from advtf.analysis.chunks import ChunkStore, chunks_dataset, process_in_chunks
+from advtf.runs.chunks import ChunkStore, chunks_dataset, process_in_chunks
 from advtf.attacks import Threat, attack_outcome, attack_spec, check_attack
 from advtf.errors import UserError
 
@@ -129,10 +129,10 @@ def run_relabel(model_path, data, request: RelabelRequest, run, *, strategy: str
                                                per_image=request.per_image)
     model = load_trained_model(model_path, splits.info.image_shape)
     fingerprint = model_fingerprint(model_path)
-    run.inputs.update(dataset=splits.fingerprint, model=fingerprint)
     parameters = {**request.to_json(), "seed": data.seed, "n": int(len(source_index)),
                   "model_sha256": fingerprint["sha256"], "dataset": splits.fingerprint}
-    store = ChunkStore(run.path, parameters)
+    run.record_inputs(dataset=splits.fingerprint, model=fingerprint, parameters=parameters)
+    store = ChunkStore(run.store)
 
     def batch(pairs):
         index = source_index[pairs]
@@ -186,7 +186,6 @@ def run_relabel(model_path, data, request: RelabelRequest, run, *, strategy: str
                          labels[source_index[:shown]], new_labels[:shown], run.path / "relabeled.png",
                          class_names=names, title=f"{request.mode}-robust set ({request.threat.norm} "
                                                   f"eps={request.threat.eps:g}, {request.threat.steps} steps)")
-    store.remove()
     return results
 
 

@@ -18,9 +18,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from advtf.analysis.chunks import CHECKPOINT, _normalised, stored_checkpoint
 from advtf.errors import UserError
-from advtf.runs import read_json, write_json, write_table
+from advtf.runs import ResumeStore, read_json, write_json, write_table
 from advtf.training.retrain import (PARTS, Selection, cutoff_selection, parse_modules, subset_selection,
                                     unit_names)
 
@@ -32,17 +31,12 @@ COLUMNS = ["cell", "part", "cutoff", "retrained", "clean_accuracy", "robust_accu
 
 
 class CellStore:
-    """Finished cells of a job under ``<workdir>/cells``, with the parameters they were made with.
+    """Finished cells of a job: each cell's files under ``<workdir>/cells/<name>`` (outputs), its
+    completion in the run's resume store (written only after the cell's ``results.json``)."""
 
-    Raises:
-        UserError: ``workdir`` holds cells of a job with other parameters (names the changed ones).
-    """
-
-    def __init__(self, workdir: str | Path, parameters: dict[str, Any]):
+    def __init__(self, workdir: str | Path, store: ResumeStore | None = None):
         self.directory = Path(workdir) / "cells"
-        self.parameters = _normalised(parameters)
-        stored = stored_checkpoint(self.directory / CHECKPOINT, self.parameters)
-        self._done: list[str] = list(stored.get("done", [])) if stored else []
+        self.store = store if store is not None else ResumeStore(workdir)
 
     def path(self, name: str) -> Path:
         """The cell's own directory (made on demand)."""
@@ -51,17 +45,15 @@ class CellStore:
         return path
 
     def is_done(self, name: str) -> bool:
-        return name in self._done
+        return self.store.is_done(f"cell/{name}")
 
     def result(self, name: str) -> dict:
         return read_json(self.directory / name / "results.json")
 
     def save(self, name: str, result: dict) -> None:
-        """Writes the cell's ``results.json``, then marks it finished in the checkpoint."""
+        """Writes the cell's ``results.json``, then marks it finished."""
         write_json(self.path(name) / "results.json", result)
-        if name not in self._done:
-            self._done.append(name)
-        write_json(self.directory / CHECKPOINT, {"parameters": self.parameters, "done": self._done})
+        self.store.mark_done(f"cell/{name}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,8 +228,8 @@ class RetrainJob:
                 "cutoff": self.cutoff, "modules": self.modules, "layers": self.layers, "reinit_only": self.reinit_only}
 
 
-def run_retrain(job: RetrainJob, workdir: Path, *, progress=None, report: Callable[[str], None] | None = None) -> dict:
-    """Runs (or resumes) every cell of ``job`` in ``workdir`` and writes its tables and figures.
+def run_retrain(job: RetrainJob, run, *, progress=None, report: Callable[[str], None] | None = None) -> dict:
+    """Runs (or resumes) every cell of ``job`` in the run directory ``run`` and writes its tables and figures.
 
     Returns ``results.json``'s content plus ``dataset_fingerprint``.
     """
@@ -247,13 +239,14 @@ def run_retrain(job: RetrainJob, workdir: Path, *, progress=None, report: Callab
     from advtf.training.retrain import (evaluate_pretrained, initial_model, reinit_cell, retrain_cell)
     from advtf.training.strategy import make_strategy
 
-    workdir = Path(workdir)
+    workdir = Path(run.path)
     data = job.data.load()
     model = load_trained_model(job.pretrained)
     check_model_fits(model, data.info, what=f"pretrained model {job.pretrained}")
     plan = job.plan(model)
     fingerprint = model_fingerprint(job.pretrained)
-    store = CellStore(workdir, job.parameters(fingerprint["sha256"]))
+    run.record_inputs(model=fingerprint, dataset=data.fingerprint, parameters=job.parameters(fingerprint["sha256"]))
+    store = CellStore(workdir, run.store)
     strategy = make_strategy(job.strategy)
     config = job.config
     if config.augment is None:

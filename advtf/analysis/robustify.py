@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from advtf.analysis.chunks import ChunkStore, chunks_dataset, process_in_chunks
+from advtf.runs.chunks import ChunkStore, chunks_dataset, process_in_chunks
 from advtf.errors import UserError
 
 _TINY = 1e-12
@@ -199,12 +199,12 @@ def run_robustify(model_path, data, request: RobustifyRequest, run, *, strategy:
     if request.robustness is not None:
         robustness = {"eps": float(request.robustness), "norm": (robustness or {}).get("norm") or "l2"}
     fingerprint = model_fingerprint(model_path)
-    run.inputs.update(dataset=splits.fingerprint, model=fingerprint)
     parameters = {"steps": int(request.steps), "step_size": float(request.step_size), "split": request.split,
                   "seed": data.seed, "n": len(images), "model_sha256": fingerprint["sha256"],
                   "dataset": splits.fingerprint, "loss": "||rep(x_r) - rep(x)||_2 / ||rep(x)||_2",
                   "keeps": "lowest-distance iterate", "seed_images": "uniform over the other images of the split"}
-    store = ChunkStore(run.path, parameters)
+    run.record_inputs(dataset=splits.fingerprint, model=fingerprint, parameters=parameters)
+    store = ChunkStore(run.store)
 
     def batch(index):
         x_r, before, after = map_replicas(
@@ -253,5 +253,4 @@ def run_robustify(model_path, data, request: RobustifyRequest, run, *, strategy:
         robustified_figure(images[seeds[shown]], np.asarray(first[shown]), images[shown], labels[shown],
                            run.path / "robustified.png", class_names=splits.info.class_names,
                            title="robustified" + (f" by an eps={eps:g} model" if eps is not None else ""))
-    store.remove()
     return results

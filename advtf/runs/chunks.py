@@ -1,116 +1,56 @@
-"""Resumable per-example work in chunks: finished chunks kept on disk until the job completes.
+"""Resumable per-example work in chunks, kept in the run's resume store until the job commits.
 
 Robustifying or relabeling a whole split takes hours at the papers' scale; a job cut short
-(Ctrl-C, a lost machine) continues with ``--resume`` from its last finished chunk. Each chunk
-is a set of ``.npy`` arrays (read back with ``allow_pickle=False``), and ``chunks/checkpoint``
-records the job's parameters and the finished chunks: a resume with other parameters is refused,
-so one dataset never mixes two settings. (``RunDir`` keeps a failed partial directory when it
-holds a file named ``checkpoint``.)
+(Ctrl-C, SIGTERM, a lost machine) continues with ``--resume`` from its last finished chunk.
+Each chunk is one key of :class:`advtf.runs.ResumeStore` (``chunk_00000`` ...) holding its
+``.npy`` arrays; the run directory refuses a resume with other options, so one dataset never
+mixes two settings, and chunk boundaries (``--chunk-size``) are among those options.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from advtf.errors import UserError
-from advtf.runs import read_json, write_json
-
-CHECKPOINT = "checkpoint"
-
-
-def _normalised(obj: Any) -> Any:
-    """``obj`` as it reads back from JSON, so stored and new parameters compare equal."""
-    return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
-
-
-def stored_checkpoint(checkpoint: Path, parameters: dict[str, Any]) -> dict | None:
-    """The checkpoint a resumed job left (None if there is none); a UserError naming the options that differ.
-
-    ``parameters`` must be :func:`_normalised`; every resumable job (chunks, dissection state, retraining
-    cells) checks its options this way.
-    """
-    if not checkpoint.exists():
-        return None
-    stored = read_json(checkpoint)
-    before = stored.get("parameters", {})
-    changed = sorted(k for k in set(before) | set(parameters) if before.get(k) != parameters.get(k))
-    if changed:
-        raise UserError(f"the interrupted run was started with other options ({', '.join(changed)}); "
-                        "resume with the same options, or pass --overwrite to start again")
-    return stored
+from advtf.runs.resume import ResumeStore
 
 
 class ChunkStore:
-    """Finished chunks of a job under ``<workdir>/chunks``.
+    """Finished chunks of a job, in the resume store of the run's partial directory ``workdir``."""
 
-    Args:
-        workdir: the run's partial directory.
-        parameters: everything that determines the result; a resumed job must match them.
-    """
+    def __init__(self, workdir: str | os.PathLike | ResumeStore):
+        self.store = workdir if isinstance(workdir, ResumeStore) else ResumeStore(workdir)
 
-    def __init__(self, workdir: str | os.PathLike, parameters: dict[str, Any]):
-        self.directory = Path(workdir) / "chunks"
-        self.parameters = _normalised(parameters)
-        stored = stored_checkpoint(self.directory / CHECKPOINT, self.parameters)
-        # without one, the checkpoint appears with the first finished chunk
-        self._done = set(int(i) for i in stored.get("done", [])) if stored else set()
-
-    def _write_checkpoint(self) -> None:
-        write_json(self.directory / CHECKPOINT, {"parameters": self.parameters, "done": sorted(self._done)})
-
-    def _path(self, index: int, key: str) -> Path:
-        return self.directory / f"chunk_{index:05d}.{key}.npy"
+    @staticmethod
+    def _key(index: int) -> str:
+        return f"chunk_{index:05d}"
 
     def is_done(self, index: int) -> bool:
-        return index in self._done
+        return self.store.is_done(self._key(index))
 
     @property
     def done(self) -> set[int]:
-        return set(self._done)
+        return {int(k[len("chunk_"):]) for k in self.store.done if k.startswith("chunk_")}
 
     def save(self, index: int, arrays: dict[str, np.ndarray]) -> None:
-        """Stores one finished chunk (each array written aside and renamed, then the checkpoint)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        for key, value in arrays.items():
-            if not key.isidentifier():
-                raise ValueError(f"chunk array names must be identifiers, got {key!r}")
-            path = self._path(index, key)
-            tmp = path.with_name(f".{path.name}.tmp")
-            with open(tmp, "wb") as f:
-                np.save(f, np.asarray(value), allow_pickle=False)
-            os.replace(tmp, path)
-        self._done.add(index)
-        self._write_checkpoint()
+        """Stores one finished chunk (each array written aside and renamed, then marked finished)."""
+        self.store.save_arrays(self._key(index), arrays)
 
     def load(self, index: int, keys: list[str]) -> dict[str, np.ndarray]:
         """One finished chunk's arrays (memory-mapped, never unpickled)."""
-        if index not in self._done:
+        if not self.is_done(index):
             raise KeyError(f"chunk {index} is not finished")
-        out = {}
-        for key in keys:
-            try:
-                out[key] = np.load(self._path(index, key), mmap_mode="r", allow_pickle=False)
-            except (OSError, ValueError) as e:
-                raise UserError(f"chunk {index} of the interrupted run is unreadable ({e}); "
-                                "pass --overwrite to start again") from None
-        return out
+        return self.store.load_arrays(self._key(index), keys)
 
     def iterate(self, count: int, keys: list[str]) -> Iterator[dict[str, np.ndarray]]:
         """Chunks ``0 .. count-1`` in order (all must be finished)."""
         for index in range(count):
             yield self.load(index, keys)
-
-    def remove(self) -> None:
-        """Deletes the resume state once the job's outputs are written."""
-        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def chunk_ranges(n: int, chunk_size: int) -> list[tuple[int, int]]:

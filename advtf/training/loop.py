@@ -26,6 +26,9 @@ from advtf.evaluation import Evaluator
 from advtf.training.distributed import replica_seed
 from advtf.training.schedules import learning_rate, make_optimizer
 
+# Checkpoints and best weights live in the run's resume store (key ``train``), removed after the commit.
+RESUME_DIR = "resume/train"
+
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_accuracy", "val_clean_accuracy",
                    "val_robust_accuracy", "seconds"]
 
@@ -178,7 +181,7 @@ def train(build_model: Callable[[], keras.Model], data: DataSplits, config: Trai
         data: splits from :func:`advtf.data.load_dataset`.
         config: optimisation settings.
         adversarial: attack settings for adversarial training; ``None`` trains on clean data.
-        workdir: holds ``checkpoints/``, ``history.csv``, ``logs/``, ``best.weights.h5`` and
+        workdir: holds ``resume/train/`` (checkpoints, ``best.weights.h5``), ``history.csv``, ``logs/`` and
             ``epochs/`` (with ``save_every_epoch``); an existing checkpoint is resumed.
         strategy: a ``tf.distribute`` strategy (default: the current one).
         progress: ``progress(total=steps, desc=...)`` returning a tqdm-like bar, or ``None``.
@@ -201,7 +204,7 @@ def train(build_model: Callable[[], keras.Model], data: DataSplits, config: Trai
         optimizer.build(model.trainable_variables)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
-    manager = tf.train.CheckpointManager(checkpoint, workdir / "checkpoints", max_to_keep=2)
+    manager = tf.train.CheckpointManager(checkpoint, workdir / RESUME_DIR, max_to_keep=2)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).expect_partial()
     history = _read_history(workdir / "history.csv")[: int(epoch_var.numpy())]
@@ -211,7 +214,8 @@ def train(build_model: Callable[[], keras.Model], data: DataSplits, config: Trai
     val_threat = adversarial.threat if (adversarial and config.select_by == "robust") else None
     validate = Evaluator(model, threat=val_threat, strategy=strategy, seed=config.seed, jit=config.jit)
     writer = tf.summary.create_file_writer(str(workdir / "logs"))
-    best_path = workdir / "best.weights.h5"
+    best_path = workdir / RESUME_DIR / "best.weights.h5"
+    best_path.parent.mkdir(parents=True, exist_ok=True)
     for epoch in range(int(epoch_var.numpy()), config.epochs):
         start = time.time()
         batches = make_batches(data.train, global_batch, training=True, augment=config.augment,

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
 from pathlib import Path
 
 from advtf.attacks import Threat
 from advtf.inputs import DataRequest
 from advtf.runs import write_json
-from advtf.training.loop import AdversarialConfig, TrainConfig, train
+from advtf.training.loop import RESUME_DIR, AdversarialConfig, TrainConfig, train
 from advtf.training.strategy import make_strategy
 
 
@@ -82,7 +81,7 @@ def run_training(job: TrainJob, workdir: Path, *, progress=None) -> dict:
                              width=job.model.width, mean=info.mean, std=info.std,
                              weights=job.model.weights, seed=job.config.seed)
         initial = workdir / "initial.weights.h5"  # the weights before training, for `advtf retrain --reinit-only`
-        if not initial.exists() and not (workdir / "checkpoints").exists():
+        if not initial.exists() and not (workdir / RESUME_DIR).exists():
             model.save_weights(initial)
         return model
 
@@ -97,12 +96,12 @@ def run_training(job: TrainJob, workdir: Path, *, progress=None) -> dict:
                     threat=job.eval_threat, strategy=strategy, seed=job.config.seed,
                     progress=progress(total=None, desc="test (PGD)") if progress else None)
     results = {
+        "augment": config.augment,
         "optimizer": config.optimizer,
         "lr": config.lr,
         "weight_decay": config.weight_decay,
         "schedule": config.schedule,
         "lr_milestones": list(config.lr_milestones) if config.schedule == "piecewise" else [],
-        "augment": config.augment,
         "clean_accuracy": test["clean_accuracy"],
         "robust_accuracy": test["robust_accuracy"],
         "n_test": test["n"],
@@ -122,9 +121,7 @@ def run_training(job: TrainJob, workdir: Path, *, progress=None) -> dict:
         "attack": "pgd",
     }
     result.model.save(workdir / "model.keras")
-    # Resume state is not an output: a finished run keeps its model, not its checkpoints.
-    shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
-    (workdir / "best.weights.h5").unlink(missing_ok=True)
+    # Checkpoints are resume state, removed by the run directory only after the commit.
     write_json(workdir / "results.json", {k: v for k, v in results.items() if k != "dataset_fingerprint"})
     training_curves(result.history, workdir / "training.png",
                     title=f"{job.model.name} on {info.name}" + (" (adversarial)" if job.adversarial else ""))

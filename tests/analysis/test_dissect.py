@@ -272,7 +272,7 @@ def test_interrupted_job_resumes_to_the_same_result(tmp_path):
             with RunDir(out, resumable=True) as run:
                 run_dissect_job(model, "synthetic", request, run, progress=_interrupting(stage, 2), **kwargs)
         partial = out.with_name(out.name + ".partial")
-        assert (partial / "state" / "checkpoint").exists() and (partial / "state" / "thresholds.npz").exists()
+        assert (partial / "resume" / "dissect_thresholds.npz").exists()
         with pytest.raises(UserError, match="other options"):
             with RunDir(out, resume=True, resumable=True) as run:
                 run_dissect_job(model, "synthetic", request, run, **{**kwargs, "batch_size": 8})
@@ -280,4 +280,4 @@ def test_interrupted_job_resumes_to_the_same_result(tmp_path):
             resumed = run_dissect_job(model, "synthetic", request, run, **kwargs)
         assert resumed["layers"]["m0"]["unit_rows"] == full["layers"]["m0"]["unit_rows"]
         assert resumed["attack_success_rate"] == full["attack_success_rate"]
-        assert not (out / "state").exists() and (out / "segmentation_m0.png").exists()
+        assert not (out / "resume").exists() and (out / "segmentation_m0.png").exists()

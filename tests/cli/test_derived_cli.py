@@ -32,7 +32,7 @@ def test_robustify_writes_a_saved_robustified_test_set(trained, robustified):
     assert results["relative_distance_after"] < results["relative_distance_before"]
     for name in ("examples.csv", "examples.md", "robustified.png", "manifest.json"):
         assert (robustified / name).exists(), name
-    assert not (robustified / "chunks").exists()
+    assert not (robustified / "resume").exists()
     manifest = json.loads((robustified / "manifest.json").read_text())
     assert manifest["dataset"]["kind"] == "robustified"
     assert manifest["dataset"]["source"]["model"]["sha256"] == manifest["inputs"]["model"]["sha256"]
@@ -63,7 +63,7 @@ def test_an_interrupted_robustify_resumes_to_the_same_set(trained, robustified, 
     monkeypatch.setattr(robustify_module, "robustify_batch", interrupted)
     result = CliRunner().invoke(advtf, [str(a) for a in ("robustify", trained, *DIGITS, *ROBUSTIFY, "--out", out)])
     assert result.exit_code != 0 and not out.exists()
-    assert (out.with_name("R0-resumed.partial") / "chunks" / "checkpoint").exists()
+    assert (out.with_name("R0-resumed.partial") / "resume" / "chunk_00000").exists()
     monkeypatch.setattr(robustify_module, "robustify_batch", real)
     changed = run("robustify", trained, *DIGITS, *ROBUSTIFY[:-4], "--steps", "16", "--out", out, "--resume")
     assert_user_error(changed, words="other options")

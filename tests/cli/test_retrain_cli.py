@@ -33,6 +33,16 @@ def test_help_has_examples():
     assert "Examples" in result.output and "advtf retrain" in result.output and "--cutoff" in result.output
 
 
+def _as_interrupted(out, partial, done):
+    """Copies a finished sweep to its partial directory as an interrupted run with ``done`` cells would leave it."""
+    shutil.copytree(out, partial)
+    (partial / ".advtf").mkdir()
+    (partial / "resume").mkdir()
+    manifest = read_json(partial / "manifest.json")  # what the interrupted run recorded
+    write_json(partial / ".advtf" / "request.json", {"request": manifest["options"], "inputs": manifest["inputs"]})
+    write_json(partial / "resume" / "done.json", {"done": [f"cell/{name}" for name in done]})
+
+
 def test_cutoff_sweep_and_resume(std, tmp_path):
     out = tmp_path / "sweep"
     args = ["retrain", std, *DATA, *FAST, "--mode", "adversarial", "--fast", "--sweep", "cutoff", "--part", "after",
@@ -49,11 +59,8 @@ def test_cutoff_sweep_and_resume(std, tmp_path):
         assert (out / name).exists(), name
     # Simulate an interruption after after-1: the partial directory holds pretrained, after-0 and after-1.
     partial = out.with_name("sweep.partial")
-    shutil.copytree(out, partial)
+    _as_interrupted(out, partial, ["pretrained", "after-0", "after-1"])
     shutil.rmtree(out)
-    checkpoint = partial / "cells" / "checkpoint"
-    state = read_json(checkpoint)
-    write_json(checkpoint, {**state, "done": ["pretrained", "after-0", "after-1"]})
     kept = (partial / "cells" / "after-1" / "results.json").stat().st_mtime_ns
     redone = (partial / "cells" / "after-2" / "results.json").stat().st_mtime_ns
     result = run(*args, "--resume")
@@ -63,7 +70,7 @@ def test_cutoff_sweep_and_resume(std, tmp_path):
     assert (out / "cells" / "after-2" / "results.json").stat().st_mtime_ns != redone
     assert read_json(out / "results.json")["cells"][1] == results["cells"][1]
     # A changed option set is refused, naming the options.
-    shutil.copytree(out, partial)
+    _as_interrupted(out, partial, ["pretrained"])
     result = run(*[a if a != "1" else "2" for a in args[:-2]], "--lr", "0.02", "--out", out, "--resume")
     assert_user_error(result, words="other options (epochs, lr)")
     shutil.rmtree(partial)

@@ -22,8 +22,8 @@ def test_run_dir_is_renamed_into_place_with_hashes(tmp_path):
 
 def test_existing_out_needs_overwrite(tmp_path):
     out = tmp_path / "run"
-    out.mkdir()
-    (out / "old").write_text("x")
+    with RunDir(out) as run:
+        (run.path / "old").write_text("x")
     with pytest.raises(UserError, match="--overwrite"):
         with RunDir(out):
             pass
@@ -32,7 +32,7 @@ def test_existing_out_needs_overwrite(tmp_path):
     assert (out / "new").exists() and not (out / "old").exists()
 
 
-def test_failure_leaves_nothing_unless_resumable_with_checkpoints(tmp_path):
+def test_failure_leaves_nothing_unless_resumable_with_finished_work(tmp_path):
     out = tmp_path / "run"
     with pytest.raises(RuntimeError):
         with RunDir(out) as run:
@@ -41,15 +41,14 @@ def test_failure_leaves_nothing_unless_resumable_with_checkpoints(tmp_path):
     assert not out.exists() and not (tmp_path / "run.partial").exists()
     with pytest.raises(RuntimeError):
         with RunDir(out, resumable=True) as run:
-            (run.path / "checkpoints").mkdir()
-            (run.path / "checkpoints" / "checkpoint").write_text("x")
+            run.store.save_record("unit", {"x": 1})
             raise RuntimeError("boom")
     assert (tmp_path / "run.partial").exists() and not out.exists()
     with pytest.raises(UserError, match="--resume"):
         RunDir(out, resumable=True).check()
     with RunDir(out, resume=True, resumable=True) as run:
-        assert (run.path / "checkpoints" / "checkpoint").exists()
-    assert out.exists()
+        assert run.resuming and run.store.is_done("unit")
+    assert out.exists() and not (out / "resume").exists()  # resume state goes after the commit
 
 
 def test_unwritable_parent_is_a_user_error(tmp_path):

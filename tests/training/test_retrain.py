@@ -133,7 +133,7 @@ def test_retraining_changes_only_the_selection(pretrained, tmp_path, part, cutof
     expected = sum(int(np.prod(v.shape)) for i in selection.indices for layer in module_layers(original)[i]
                    for v in layer.trainable_weights)
     assert result["trainable_params"] == expected and result["epochs"] == 1
-    assert (tmp_path / "history.csv").exists() and not (tmp_path / "checkpoints").exists()
+    assert (tmp_path / "history.csv").exists() and not (tmp_path / "resume").exists()
     # The reported accuracy is the retrained model's (independent evaluation, same seed and data).
     check = evaluate(retrained, make_batches(data.test, 50, training=False), threat=THREAT, seed=config.seed)
     assert result["clean_accuracy"] == pytest.approx(check["clean_accuracy"])
