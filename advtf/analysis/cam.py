@@ -13,7 +13,15 @@ so with a GAP head Grad-CAM equals CAM divided by the number of positions.
 
 The interpretability score of a perturbation ``delta`` with respect to ``(x, c)`` is
 ``IS = ||B(x, c) o delta||_2 / ||delta||_2`` where ``B`` marks the pixels whose map value is at
-least the map's ``nu``-quantile (default 70%); a pixel's perturbation counts over all channels.
+least ``nu``, the map's own quantile (default 70%); a pixel's perturbation counts over all channels.
+
+Eq. 5 needs ``nu > 0``. Rectified maps are often zero on most pixels, and then ``nu = 0`` and
+``F >= nu`` would select every pixel (IS = 1 for a map with no region at all). So the rule is:
+
+* ``nu > 0``: ``B = {F >= nu}`` (pixels tied at ``nu`` are all in, so B may exceed the top 30%);
+* ``nu <= 0``: ``B = {F > 0}``, only the positive pixels (fewer than the top 30%);
+* a map with no positive pixel (all zero) or a constant map has no region: ``B`` is empty, IS is
+  undefined (NaN, left out of the means and counted), and an S2 refined attack skips the pair.
 """
 
 from __future__ import annotations
@@ -153,23 +161,29 @@ def upsample(maps, size) -> np.ndarray:
 
 
 def discriminative_region(maps: np.ndarray, quantile: float = DEFAULT_QUANTILE) -> np.ndarray:
-    """``B(x, c)`` of Eq. 5: pixels whose map value is at least the map's own ``quantile``, ``[B, H, W]`` bool."""
+    """``B(x, c)`` of Eq. 5, ``[B, H, W]`` bool: pixels at or above the map's own ``quantile`` ``nu``.
+
+    Only positive pixels qualify (Eq. 5 has ``nu > 0``): when ``nu <= 0`` B is ``{F > 0}``. A map
+    with no positive pixel or a constant map gets an empty B (see the module docstring).
+    """
+    maps = np.asarray(maps)
     flat = maps.reshape(len(maps), -1)
-    nu = np.quantile(flat, quantile, axis=1)
-    return maps >= nu[:, None, None]
+    nu = np.quantile(flat, quantile, axis=1)[:, None, None]
+    region = np.where(nu > 0, maps >= nu, maps > 0)
+    constant = (flat.max(1) <= flat.min(1))[:, None, None]
+    return region & ~constant
 
 
 def interpretability_score(maps: np.ndarray, delta: np.ndarray, quantile: float = DEFAULT_QUANTILE) -> np.ndarray:
     """IS(delta) of Eq. 6 per example.
 
-    NaN where ``delta`` is zero or the map is constant (e.g. all zero after the ReLU: the class
-    has no discriminative region, and every pixel would pass the threshold, giving IS = 1).
+    NaN where ``delta`` is zero or the map has no region (:func:`discriminative_region` is empty:
+    all zero, or constant), rather than a meaningless 0 or 1.
     """
-    region = discriminative_region(maps, quantile)[..., None]
-    inside = np.sqrt(np.sum(np.square(delta * region), axis=(1, 2, 3)))
+    region = discriminative_region(maps, quantile)
+    inside = np.sqrt(np.sum(np.square(delta * region[..., None]), axis=(1, 2, 3)))
     total = np.sqrt(np.sum(np.square(delta), axis=(1, 2, 3)))
-    flat = maps.reshape(len(maps), -1)
-    defined = (total > 0) & (flat.max(1) > flat.min(1))
+    defined = (total > 0) & region.reshape(len(region), -1).any(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(defined, inside / np.where(total > 0, total, 1.0), np.nan)
 

@@ -75,7 +75,8 @@ def run_cam_job(model_paths, data, request, run, *, method: str = "cam", layer: 
     """``advtf cam``: the four CAMs of every analysed pair and the interpretability scores (Table 2).
 
     Writes ``results.json`` (``rows``: per model ``is_x0_t0``, ``is_xadv_t`` (Table 2),
-    ``is_xadv_t0``, ``is_x0_t``, the mean shared-normalised map ``map_<key>``, pair counts),
+    ``is_xadv_t0``, ``is_x0_t``, the pairs ``undefined_<key>`` whose map has no region (IS left
+    out of the means), the mean shared-normalised map ``map_<key>``, pair counts),
     ``cam.csv/.md``, ``examples.csv`` (per pair) and ``cam.png`` (Figure 3/A1 for the first pairs).
     """
     from advtf.plots.interpret import cam_figure
@@ -111,13 +112,15 @@ def run_cam_job(model_paths, data, request, run, *, method: str = "cam", layer: 
         row = {"model": name, "attack": request.name, "method": method, "layer": maker.layer, **_rates(counts)}
         for key in MAP_KEYS:
             row[f"is_{key}"] = _mean(np.concatenate(scores[key])) if scores[key] else None
+        for key in MAP_KEYS:  # pairs whose map has no region (B empty): IS undefined, left out of the mean
+            row[f"undefined_{key}"] = int(np.isnan(np.concatenate(scores[key])).sum()) if scores[key] else 0
         for key in MAP_KEYS:
             row[f"map_{key}"] = _mean(np.concatenate(means[key])) if means[key] else None
         rows.append(row)
         if figure is not None and examples:
             shown[name] = figure
     columns = ["model", "attack", "method", "layer", "images", "pairs", "success_rate", "is_x0_t0", "is_xadv_t",
-               "is_xadv_t0", "is_x0_t", *[f"map_{k}" for k in MAP_KEYS]]
+               "is_xadv_t0", "is_x0_t", *[f"undefined_{k}" for k in MAP_KEYS], *[f"map_{k}" for k in MAP_KEYS]]
     write_table(run.path, "cam", rows, columns)
     if per_pair:
         write_table(run.path, "examples", per_pair)
@@ -129,8 +132,10 @@ def run_cam_job(model_paths, data, request, run, *, method: str = "cam", layer: 
              "nothing to score (a stronger attack, more --steps or a larger --eps helps)"
              for r in rows if not r["pairs"]]
     results = {"rows": rows, "notes": notes, "method": method, "quantile": quantile,
-               "definition": {"IS": "||B(x,c) o delta||_2 / ||delta||_2, B = map >= its quantile (Eq. 5-6); "
-                                    "undefined for a constant (all-zero) map, left out of the means",
+               "definition": {"IS": "||B(x,c) o delta||_2 / ||delta||_2 (Eq. 5-6), B = pixels with map >= nu, "
+                                    "nu the map's quantile, when nu > 0; B = the positive pixels when nu = 0",
+                              "undefined_<key>": "pairs whose map has no region (all zero or constant): IS "
+                                                 "undefined, left out of the means",
                               "pairs": "successful adversarial examples of correctly classified test images",
                               "t": "the target (targeted) or the adversarial prediction (untargeted)",
                               "map_<key>": "mean of the map after dividing the four maps of a pair by their "
@@ -156,11 +161,12 @@ def run_psr_job(model_paths, data, request, run, *, grid: int | None = None, str
     Writes ``results.json`` (``rows`` per model: correlations ``corr_d0``, ``corr_dt``, ``corr_s``
     (per-image Pearson with ||delta_Gi||_2, averaged) and their pooled versions, the share of each
     PSR category over the perturbed grids and over S1; ``refine`` rows per model and refinement: mean
-    l0/l1/l2/linf before and after and the attack success rates), ``psr.csv/.md``,
+    l0/l1/l2/linf before and after and the attack success rates over the refined pairs, and
+    ``skipped_empty``, the pairs whose S is empty and so cannot be refined), ``psr.csv/.md``,
     ``refine.csv/.md``, ``psr_examples.png`` (Figure 2), ``psr_cam.png`` (Figure 4/A2) and
     ``refine_<s>.png`` (Figures 6/A6).
     """
-    from advtf.analysis.refine import refined_attack
+    from advtf.analysis.refine import refine_pairs
     from advtf.plots.interpret import psr_cam_figure, psr_examples_figure, refine_figure
     from advtf.runs import write_json, write_table
 
@@ -213,13 +219,17 @@ def run_psr_job(model_paths, data, request, run, *, grid: int | None = None, str
             attack_label = kept["target"] if request.targeted else kept["label"]
             for r in refine:
                 mask = pixel_mask(significant, masks) if r == "s1" else region.astype(np.float32)
-                x_ref = refined_attack(model, kept["natural"], attack_label, mask, request, seed=data.seed)
-                predicted = np.argmax(model(x_ref, training=False).numpy(), -1)
-                success = predicted == attack_label if request.targeted else predicted != attack_label
-                part = {**_norm_row(kept["delta"], "original_"), **_norm_row(x_ref - kept["natural"], "refined_"),
-                        "refined_success": success.astype(np.float64), "pixels": mask.mean((1, 2))}
-                for key, value in part.items():
-                    refined[r].setdefault(key, []).append(value)
+                # An empty S (S2: a CAM with no region, see advtf.analysis.cam) cannot be refined: skip the pair.
+                x_ref, ok = refine_pairs(model, kept["natural"], attack_label, mask, request, seed=data.seed)
+                refined[r]["_skipped"] = refined[r].get("_skipped", 0) + int(n - ok.sum())
+                if ok.any():
+                    predicted = np.argmax(model(x_ref[ok], training=False).numpy(), -1)
+                    success = predicted == attack_label[ok] if request.targeted else predicted != attack_label[ok]
+                    part = {**_norm_row(kept["delta"][ok], "original_"),
+                            **_norm_row(x_ref[ok] - kept["natural"][ok], "refined_"),
+                            "refined_success": success.astype(np.float64), "pixels": mask[ok].mean((1, 2))}
+                    for key, value in part.items():
+                        refined[r].setdefault(key, []).append(value)
                 refined[r].setdefault("_figure", (mask[:examples], x_ref[:examples]))
             if figure is None:
                 top = slice(0, examples)
@@ -251,9 +261,17 @@ def run_psr_job(model_paths, data, request, run, *, grid: int | None = None, str
             if not parts:
                 continue
             mask, x_ref = parts.pop("_figure")
+            skipped = parts.pop("_skipped")
+            if skipped:
+                notes.append(f"{name}, {r.upper()}: {skipped} pair(s) skipped, their allowed set S is empty"
+                             + (" (CAM with no positive pixel)" if r == "s2" else ""))
+            if not parts:
+                refine_rows.append({"model": name, "attack": request.name, "refine": r, "pairs": 0,
+                                    "skipped_empty": skipped})
+                continue
             values = {k: np.concatenate(v) for k, v in parts.items()}
             ref_row = {"model": name, "attack": request.name, "refine": r, "pairs": len(values["pixels"]),
-                       "pixels_allowed": float(values["pixels"].mean()),
+                       "skipped_empty": skipped, "pixels_allowed": float(values["pixels"].mean()),
                        **{k: float(v.mean()) for k, v in values.items() if k not in ("pixels", "refined_success")},
                        "original_success_rate": row["success_rate"],
                        "refined_success_rate": float(values["refined_success"].mean())}
@@ -269,7 +287,7 @@ def run_psr_job(model_paths, data, request, run, *, grid: int | None = None, str
                            title=f"{name}: PSR of the top {1 - drop:.0%} of s over CAM F(x', t)")
     write_table(run.path, "psr", rows)
     if refine_rows:
-        write_table(run.path, "refine", refine_rows)
+        write_table(run.path, "refine", refine_rows, list(dict.fromkeys(k for r in refine_rows for k in r)))
     results = {"rows": rows, "refine": refine_rows, "notes": notes, "grid": grid, "stride": stride, "xi": xi,
                "drop": drop, "method": method, "quantile": quantile,
                "definition": {"corr_<k>": "Pearson correlation of <k> with ||delta_Gi||_2 over the grids of an "
@@ -277,6 +295,8 @@ def run_psr_job(model_paths, data, request, run, *, grid: int | None = None, str
                               "perturbed_<category>": "share of the perturbed grids (delta_G != 0) per PSR "
                                                       "category (r<-1 suppression, r>1 promotion), mean over images",
                               "s1_<category>": "the same among S1, the grids holding the top (1-drop) of s",
+                              "skipped_empty": "refine: pairs not refined because their S is empty (S2: the CAM "
+                                               "F(x0,t0) has no positive pixel or is constant)",
                               "pairs": "successful adversarial examples of correctly classified test images"},
                **request.to_json(), "dataset": splits.info.name}
     write_json(run.path / "results.json", results)

@@ -64,6 +64,22 @@ def refined_attack(model, natural: np.ndarray, label: np.ndarray, mask: np.ndarr
     return wrapped.apply(tf.convert_to_tensor(z, tf.float32)).numpy()
 
 
+def refine_pairs(model, natural: np.ndarray, label: np.ndarray, mask: np.ndarray, request, *,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`refined_attack` on the pairs whose ``mask`` allows at least one pixel.
+
+    An empty S (e.g. S2 from a CAM with no positive pixel) leaves nothing to perturb, so that
+    pair is not attacked. Returns the images (refined, or ``natural`` where skipped) and the
+    ``[B]`` bool of the refined pairs.
+    """
+    natural = np.asarray(natural, np.float32)
+    ok = np.asarray(mask).reshape(len(natural), -1).any(1)
+    out = natural.copy()
+    if ok.any():
+        out[ok] = refined_attack(model, natural[ok], np.asarray(label)[ok], np.asarray(mask)[ok], request, seed=seed)
+    return out, ok
+
+
 _WRAPPERS: dict[int, MaskedPerturbation] = {}
 
 

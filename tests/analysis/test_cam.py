@@ -1,4 +1,4 @@
-"""CAM, Grad-CAM and the interpretability score (papers/003, Eq. 5-6) against numpy, and refined attacks."""
+"""CAM, Grad-CAM and the interpretability score (Xu et al. 2019, Eq. 5-6) against numpy, and refined attacks."""
 
 import keras
 import numpy as np
@@ -37,6 +37,77 @@ def test_region_keeps_the_top_share_of_pixels(rng):
     assert np.all(region.reshape(2, -1).sum(1) == 30)
 
 
+def _hand_is(delta, region):
+    """IS of Eq. 6 for one example from an explicit pixel set (a list of (row, col))."""
+    inside = sum(float(np.sum(delta[r, c] ** 2)) for r, c in region)
+    return np.sqrt(inside) / np.sqrt(float(np.sum(delta ** 2)))
+
+
+def test_mostly_zero_map_keeps_only_its_positive_pixels(rng):
+    # 80% zeros: the 70% quantile is 0, and F >= 0 would take every pixel (IS = 1).
+    maps = np.zeros((1, 10, 10))
+    positive = [(r, c) for r in range(10) for c in range(10) if (r * 10 + c) % 5 == 0]  # 20 pixels
+    for r, c in positive:
+        maps[0, r, c] = rng.uniform(0.1, 1.0)
+    delta = rng.normal(size=(1, 10, 10, 3))
+    region = cam.discriminative_region(maps, 0.7)
+    assert sorted(zip(*np.nonzero(region[0]))) == positive
+    assert cam.interpretability_score(maps, delta, 0.7)[0] == pytest.approx(_hand_is(delta[0], positive), rel=1e-9)
+    assert cam.interpretability_score(maps, delta, 0.7)[0] < 0.7
+
+
+def test_one_hot_map_region_is_its_single_pixel(rng):
+    maps = np.zeros((1, 6, 7))
+    maps[0, 4, 2] = 0.3
+    delta = rng.normal(size=(1, 6, 7, 2))
+    np.testing.assert_array_equal(np.argwhere(cam.discriminative_region(maps, 0.7)[0]), [[4, 2]])
+    want = np.linalg.norm(delta[0, 4, 2]) / np.linalg.norm(delta[0])
+    assert cam.interpretability_score(maps, delta, 0.7)[0] == pytest.approx(want, rel=1e-9)
+
+
+def test_pixels_tied_at_a_positive_quantile_are_all_in_the_region(rng):
+    # 30 pixels at 0.1, 50 at 0.5, 20 at 1.0: nu = 0.5 > 0, so B holds the 70 pixels >= 0.5, not 30.
+    values = np.array([0.1] * 30 + [0.5] * 50 + [1.0] * 20)
+    maps = rng.permutation(values).reshape(1, 10, 10)
+    region = cam.discriminative_region(maps, 0.7)
+    assert region.sum() == 70 and np.all(maps[region] >= 0.5) and np.all(maps[~region] == 0.1)
+    delta = rng.normal(size=(1, 10, 10, 1))
+    chosen = [(r, c) for r in range(10) for c in range(10) if maps[0, r, c] >= 0.5]
+    assert cam.interpretability_score(maps, delta, 0.7)[0] == pytest.approx(_hand_is(delta[0], chosen), rel=1e-9)
+
+
+def test_map_without_positive_pixels_has_an_empty_region_and_undefined_score(rng):
+    maps = np.stack([np.zeros((5, 5)), np.full((5, 5), 0.4), rng.uniform(size=(5, 5))])
+    region = cam.discriminative_region(maps, 0.7)
+    assert not region[0].any() and not region[1].any() and region[2].any()
+    scores = cam.interpretability_score(maps, rng.normal(size=(3, 5, 5, 2)), 0.7)
+    assert np.isnan(scores[0]) and np.isnan(scores[1]) and np.isfinite(scores[2])
+
+
+def _bilinear_half_pixel(maps, size):
+    """Bilinear resize of ``[B, h, w]`` maps in numpy, tf.image.resize's convention (half-pixel centres):
+    output pixel ``i`` samples the input at ``(i + 0.5) * in / out - 0.5``, clamped to the border."""
+
+    def weights(n_in, n_out):
+        src = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        lo = np.floor(src).astype(int)
+        hi = np.minimum(lo + 1, n_in - 1)
+        w = np.zeros((n_out, n_in))
+        np.add.at(w, (np.arange(n_out), lo), 1 - (src - lo))
+        np.add.at(w, (np.arange(n_out), hi), src - lo)
+        return w
+
+    rows, cols = weights(maps.shape[1], size[0]), weights(maps.shape[2], size[1])
+    return np.einsum("Hh,bhw,Ww->bHW", rows, maps, cols)
+
+
+def test_numpy_bilinear_reference_on_a_hand_case():
+    # 2 -> 4: samples at -0.25, 0.25, 0.75, 1.25, clamped to 0, 0.25, 0.75, 1
+    got = _bilinear_half_pixel(np.array([[[0.0, 1.0], [2.0, 3.0]]]), (4, 4))[0]
+    np.testing.assert_allclose(got[0], [0, 0.25, 0.75, 1])
+    np.testing.assert_allclose(got[:, 0], [0, 0.5, 1.5, 2])
+
+
 def test_cam_equals_numpy_and_gradcam_up_to_scale(fitted):
     model, (x, y) = fitted
     x, y = x[:6], y[:6]
@@ -46,7 +117,8 @@ def test_cam_equals_numpy_and_gradcam_up_to_scale(fitted):
     features = keras.Model(model.inputs, model.get_layer(maker.layer).output)(x).numpy()
     kernel = model.get_layer("logits").get_weights()[0]
     small = np.maximum(np.einsum("bhwc,cb->bhw", features, kernel[:, y]), 0)
-    want = cam.upsample(small, x.shape[1:3])
+    assert small.shape[1:] != x.shape[1:3]  # the upsampling is exercised
+    want = _bilinear_half_pixel(small.astype(np.float64), x.shape[1:3])
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     grad = cam.MapMaker(model, "gradcam")(x, y)
     positions = features.shape[1] * features.shape[2]

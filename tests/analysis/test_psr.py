@@ -100,3 +100,31 @@ def test_category_map_takes_the_most_significant_shown_grid():
     shown = np.array([[True, True, True, False]])
     got = psr.category_map(r, s, shown, masks)[0]
     assert got[0, 0] == 0 and got[0, 3] == 1 and got[3, 0] == 2 and got[3, 3] == -1
+
+
+def test_s2_skips_pairs_whose_cam_has_no_region(rng):
+    """S2 = B(x0, t0) (Appendix 3): a CAM without positive pixels gives an empty S; that pair is not
+    refined, and a mostly-zero CAM allows only its positive pixels."""
+    from advtf.adversarial import AttackRequest
+    from advtf.analysis.cam import discriminative_region
+    from advtf.analysis.refine import refine_pairs
+    from advtf.attacks import Threat
+
+    model, _ = _linear()
+    x = rng.uniform(0.2, 0.8, size=(3, 8, 8, 2)).astype(np.float32)
+    y = np.argmax(model(x).numpy(), -1).astype(np.int32)
+    maps = np.zeros((3, 8, 8), np.float32)
+    maps[1].flat[rng.choice(64, 10, replace=False)] = rng.uniform(0.1, 1.0, 10)  # 84% zeros
+    maps[2] = rng.uniform(size=(8, 8))
+    mask = discriminative_region(maps, 0.7).astype(np.float32)
+    np.testing.assert_array_equal(mask[1], maps[1] > 0)
+    # nu lies between sorted values 44 and 45 (0-based; position 0.7 * 63 = 44.1): the 19 above it
+    assert mask[0].sum() == 0 and mask[2].sum() == 19
+    request = AttackRequest(name="ifgsm", threat=Threat(norm="linf", eps=0.1, steps=3))
+    out, refined = refine_pairs(model, x, y, mask, request)
+    np.testing.assert_array_equal(refined, [False, True, True])
+    np.testing.assert_array_equal(out[0], x[0])
+    delta = out - x
+    allowed = np.broadcast_to(mask[..., None] > 0, delta.shape)
+    assert np.all(delta[~allowed] == 0) and np.abs(delta).max() <= 0.1 + 1e-6
+    assert np.mean(np.abs(delta[allowed]) > 0) > 0.9
