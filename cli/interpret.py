@@ -22,7 +22,8 @@ def _map_options(default_examples: int):
                      help="Spatial layer or endpoint (e.g. m3) of the maps [default: the map the global average "
                           "pooling reads]."),
         click.option("--quantile", type=float, default=0.7, show_default=True,
-                     help="nu of Eq. 5: B(x, c) keeps pixels at or above this quantile of the map."),
+                     help="nu of Eq. 5: B(x, c) keeps pixels at or above this quantile of the map, only positive "
+                          "ones (nu = 0 keeps F > 0); a map with none has no B (IS undefined, S2 pair skipped)."),
         click.option("--examples", type=click.IntRange(min=0), default=default_examples, show_default=True,
                      help="Pairs drawn in the figures."),
     )
