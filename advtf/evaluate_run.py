@@ -17,7 +17,7 @@ def run_evaluation(model_path, data: DataRequest, threat: Threat, run: RunDir, *
     """
     from advtf.data import make_batches
     from advtf.evaluation import evaluate
-    from advtf.training.strategy import make_strategy
+    from advtf.distribute.strategy import make_strategy
 
     check_attack(attack, threat.norm, options)
     splits = data.load()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from advtf.attacks import Threat, check_attack, get_attack
-from advtf.training.distributed import BatchSums, replica_seed
+from advtf.distribute.replicas import BatchSums, replica_seed
 
 
 def accuracy_counts(model, x, y, *, threat: Threat | None, attack: str = "pgd", seed=None, jit=False,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from advtf.cli.options import (NUMBER, data_request, dataset_options, make_threat, parse_attack_options,
-                               print_summary, progress_factory, run_options, strategy_option, threat_options)
+                               print_summary, progress_factory, run_job, run_options, strategy_option, threat_options)
 
 
 def chunked_job_options(*, chunk_size: int, loop: str):
@@ -56,17 +56,14 @@ def robustify(**kw):
     and after; also results.json (relative_distance_before/after), examples.csv/.md and
     robustified.png (seed, robustified, original).
     """
-    from advtf.analysis.robustify import RobustifyRequest, run_robustify
-    from advtf.runs import RunDir
+    from advtf.jobs.robustify import RobustifyRequest
 
-    options = dict(kw)
     data = data_request(kw)
-    request = RobustifyRequest(split=kw["split"], steps=kw["steps"], step_size=kw["step_size"],
-                               batch_size=kw["batch_size"], chunk_size=kw["chunk_size"],
-                               robustness=kw["robustness"], jit=kw["xla"], figure_examples=kw["figure_examples"])
-    with RunDir(kw["out"], overwrite=kw["overwrite"], resume=kw["resume"], resumable=True, options=options) as run:
-        results = run_robustify(kw["model_path"], data, request, run, strategy=kw["strategy"],
-                                progress=progress_factory(kw["quiet"]))
+    request = RobustifyRequest(model=kw["model_path"], data=data, split=kw["split"], steps=kw["steps"],
+                               step_size=kw["step_size"], batch_size=kw["batch_size"], chunk_size=kw["chunk_size"],
+                               robustness=kw["robustness"], jit=kw["xla"], figure_examples=kw["figure_examples"],
+                               strategy=kw["strategy"])
+    results = run_job("robustify", request, kw)
     robustness = results["robustness"]
     print_summary(
         f"advtf robustify: {kw['model_path']} ({results['steps']} steps of {results['step_size']:g}) "

@@ -70,7 +70,7 @@ def env():
     import tensorflow as tf
 
     from advtf.runs import package_versions
-    from advtf.training.strategy import auto_choice
+    from advtf.distribute.strategy import auto_choice
 
     for name, version in package_versions().items():
         click.echo(f"{name:<20} {version}")

@@ -16,68 +16,32 @@ import click
 # Quiet TensorFlow's C++ start-up chatter (set before TensorFlow is first imported).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-# name -> (module, function, one-line help); modules import TensorFlow only when run.
-COMMANDS = {
-    "train": ("advtf.cli.train", "train", "Train a standard or adversarially robust classifier."),
-    "evaluate": ("advtf.cli.evaluate", "evaluate", "Clean and robust accuracy of a trained model."),
-    "attack": ("advtf.cli.attack", "attack", "Attack a model; save the adversarial dataset with success and norms."),
-    "quickstart": ("advtf.cli.quickstart", "quickstart",
-                   "The main job: standard vs L2-robust model on Fashion-MNIST, with a report."),
-    "frequency": ("advtf.cli.local", "frequency",
-                  "Filtered and frequency-swapped accuracy, mean spectra of adversarial examples "
-                  "(the local-properties paper)."),
-    "perturbations": ("advtf.cli.local", "perturbations",
-                      "Adversarial perturbations side by side, with local-consistency statistics "
-                      "(the local-properties paper)."),
-    "response": ("advtf.cli.local", "response",
-                 "Local response differences per layer, natural vs adversarial (the local-properties paper)."),
-    "kernels": ("advtf.cli.local", "kernels",
-                "Kernel smoothness per conv layer (magnitude, variance, TV; the local-properties paper)."),
-    "features": ("advtf.cli.features", "features",
-                 "Natural vs adversarial feature-vector distributions per module: MMD, C2ST, t-SNE "
-                 "(Siddiqui & Breuel 2021)."),
-    "robustify": ("advtf.cli.derived", "robustify",
-                  "Robustified test set R_eps from a model's representation (Springer et al. 2021)."),
-    "relabel": ("advtf.cli.derived", "relabel",
-                "Zero-robust / negative-robust relabeled dataset, targeted attacks (Springer et al. 2021)."),
-    "robust-table": ("advtf.cli.transfer", "robust_table",
-                     "Accuracy matrix: classifiers x test sets (e.g. robustified sets), with chance marked."),
-    "transfer-eval": ("advtf.cli.transfer", "transfer_eval",
-                      "Transfer attacks: sources of varying robustness x victim models (Springer et al. 2021)."),
-    "retrain": ("advtf.cli.retrain", "retrain",
-                "Block-wise retraining: reinitialise and retrain modules, the rest frozen "
-                "(Siddiqui & Breuel 2021)."),
-    "dissect": ("advtf.cli.dissect", "dissect",
-                "Network dissection: unit concepts (IoU), sensitivity to attacks, p-values (Xu et al. 2019)."),
-    "cam": ("advtf.cli.interpret", "cam",
-            "CAMs of natural/adversarial images and the interpretability score (Xu et al. 2019)."),
-    "psr": ("advtf.cli.interpret", "psr",
-            "Grid sensitivity and promotion-suppression ratio of perturbations, refined attacks "
-            "(Xu et al. 2019)."),
-    "datasets": ("advtf.cli.info", "datasets", "List registered datasets and where they are found."),
-    "models": ("advtf.cli.info", "models", "List registered models."),
-    "attacks": ("advtf.cli.info", "attacks", "List registered attacks, their norms and options."),
-    "env": ("advtf.cli.info", "env", "Versions, devices and strategy, for bug reports."),
-}
+from advtf.jobs import JOBS  # the one command table (light: TensorFlow loads when a command runs)
 
 
 class LazyGroup(click.Group):
     """Imports a sub-command's module only when it runs, so ``--help`` stays fast."""
 
     def list_commands(self, ctx):
-        return list(COMMANDS)
+        return list(JOBS)
 
     def get_command(self, ctx, name):
-        if name not in COMMANDS:
+        if name not in JOBS:
             return None
-        module, attr, _ = COMMANDS[name]
+        module, _, attr = JOBS.get(name).cli.partition(":")
         return getattr(importlib.import_module(module), attr)
 
     def invoke(self, ctx):
         from advtf.errors import UserError
+        from advtf.runs import Interrupted
 
         try:
             return super().invoke(ctx)
+        except Interrupted as e:
+            hint = getattr(e, "advtf_resume", None)
+            click.echo(f"interrupted ({e}); " + (f"finished work is kept, continue with: {hint}" if hint
+                                                else "nothing was kept"), err=True)
+            ctx.exit(e.exit_code)
         except UserError as e:
             if _debug(ctx):
                 traceback.print_exc()
@@ -94,7 +58,7 @@ class LazyGroup(click.Group):
             ctx.exit(1)
 
     def format_commands(self, ctx, formatter):
-        rows = [(name, help_) for name, (_, _, help_) in COMMANDS.items()]
+        rows = [(name, spec.summary) for name, spec in JOBS.items()]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
@@ -153,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if "--debug" in args:
         args = ["--debug"] + [a for a in args if a != "--debug"]
-    if any(a in COMMANDS for a in args) and "--debug" not in args:
+    if any(a in JOBS for a in args) and "--debug" not in args:
         _import_tensorflow_quietly()
     try:
         advtf.main(args=args, prog_name="advtf")

@@ -208,8 +208,16 @@ def run_options(*, resumable: bool = False):
     return _compose(*opts)
 
 
+def run_job(name: str, request, kw: dict) -> dict:
+    """Runs the job ``name`` on ``request`` into ``--out``, with the run options of ``kw``."""
+    from advtf.jobs import execute
+
+    return execute(name, request, out=kw["out"], overwrite=kw.get("overwrite", False), resume=kw.get("resume", False),
+                   progress=progress_factory(kw.get("quiet", False)), report=click.echo)
+
+
 def strategy_option():
-    from advtf.training.strategy import STRATEGIES
+    from advtf.distribute import STRATEGIES
 
     return click.option("--strategy", type=click.Choice(STRATEGIES), default="auto", show_default=True,
                         help="tf.distribute strategy: auto picks mirrored on several GPUs, "

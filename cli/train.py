@@ -111,7 +111,7 @@ def train(**kw):
     model = ModelRequest(kw["model_name"], width=kw["width"], weights=None if kw["weights"] == "none" else "imagenet")
     job = TrainJob(data=data, model=model, config=config, adversarial=adversarial, eval_threat=eval_threat,
                    strategy=kw["strategy"])
-    from advtf.training.strategy import is_chief
+    from advtf.distribute.strategy import is_chief
 
     out = kw["out"]
     if not is_chief():  # non-chief workers of a multi-worker cluster write nothing the user sees

@@ -115,8 +115,8 @@ def run_relabel(model_path, data, request: RelabelRequest, run, *, strategy: str
     from advtf.inputs import load_trained_model, model_fingerprint
     from advtf.plots.derived import relabeled_figure
     from advtf.runs import write_json, write_table
-    from advtf.training.distributed import map_replicas
-    from advtf.training.strategy import single_machine_strategy
+    from advtf.distribute.replicas import map_replicas
+    from advtf.distribute.strategy import single_machine_strategy
 
     replicas = single_machine_strategy(strategy)
     splits = data.load()

@@ -237,7 +237,7 @@ def run_retrain(job: RetrainJob, run, *, progress=None, report: Callable[[str], 
 
     from advtf.inputs import check_model_fits, load_trained_model, model_fingerprint
     from advtf.training.retrain import (evaluate_pretrained, initial_model, reinit_cell, retrain_cell)
-    from advtf.training.strategy import make_strategy
+    from advtf.distribute.strategy import make_strategy
 
     workdir = Path(run.path)
     data = job.data.load()

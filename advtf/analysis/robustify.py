@@ -20,18 +20,12 @@ its start.
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
-from typing import Any
-
 import numpy as np
 import tensorflow as tf
 
-from advtf.runs.chunks import ChunkStore, chunks_dataset, process_in_chunks
 from advtf.errors import UserError
 
 _TINY = 1e-12
-ELEMENT_KEYS = ["image", "label", "index", "seed_index", "distance_before", "distance_after"]
 
 
 def seed_indices(n: int, seed: int) -> np.ndarray:
@@ -124,133 +118,3 @@ def robustify_batch(extractor, x, x0, *, steps: int, step_size: float, jit: bool
     fn = _compiled_xla if jit else _compiled
     return fn(extractor, _compiled_target(extractor, x), x0, tf.constant(step_size, tf.float32),
               tf.constant(int(steps)))
-
-
-def source_robustness(model_path: str | Path) -> dict[str, Any] | None:
-    """The robustness parameter recorded by ``advtf train`` beside the model, if any.
-
-    Returns ``{"eps": 0.0, "norm": None}`` for a standard model, ``{"eps", "norm"}`` of the
-    training threat for a robust one, ``None`` when no ``results.json`` is found.
-    """
-    from advtf.runs import read_json
-
-    path = Path(model_path)
-    results = (path if path.is_dir() else path.parent) / "results.json"
-    try:
-        info = read_json(results)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(info, dict) or "robust_training" not in info:
-        return None
-    threat = info.get("training_threat") or {}
-    if info["robust_training"] and threat:
-        return {"eps": float(threat["eps"]), "norm": threat.get("norm")}
-    return {"eps": 0.0, "norm": None}
-
-
-@dataclasses.dataclass(frozen=True)
-class RobustifyRequest:
-    """Options of ``advtf robustify`` (defaults: the paper's CIFAR-10 row of Table 4)."""
-
-    split: str = "test"
-    steps: int = 400
-    step_size: float = 0.05
-    batch_size: int = 128
-    chunk_size: int = 1000
-    robustness: float | None = None  # the source's eps when not recorded beside the model
-    jit: bool = False
-    figure_examples: int = 8
-
-    def __post_init__(self):
-        if int(self.steps) < 1:
-            raise UserError(f"--steps must be >= 1 (got {self.steps})")
-        if not self.step_size > 0:
-            raise UserError(f"--step-size must be > 0 (got {self.step_size})")
-        if self.batch_size < 1 or self.chunk_size < 1:
-            raise UserError("--batch-size and --chunk-size must be >= 1")
-
-
-def run_robustify(model_path, data, request: RobustifyRequest, run, *, strategy: str = "default",
-                  progress=None) -> dict[str, Any]:
-    """Robustifies one split and writes the run directory (a saved dataset of kind robustified).
-
-    The run directory's ``<split>/`` holds elements ``image`` (x_r), ``label`` (y), ``index`` (of x
-    in the split), ``seed_index`` (of x0), ``distance_before`` and ``distance_after``; the other
-    split comes from the source dataset when loaded. Also ``results.json`` (keys
-    ``relative_distance_before`` / ``relative_distance_after``: means over the split; medians,
-    ``n``, ``robustness``, ``images_per_second``, ...), ``examples.csv/.md`` and
-    ``robustified.png`` (seed, robustified, original). Resumable chunk by chunk; each batch is
-    split over the local replicas of ``strategy`` (``mirrored``: every GPU).
-    """
-    from advtf.data import save_dataset, split_arrays
-    from advtf.inputs import load_trained_model, model_fingerprint
-    from advtf.plots.derived import robustified_figure
-    from advtf.runs import write_json, write_table
-    from advtf.training.distributed import map_replicas
-    from advtf.training.strategy import single_machine_strategy
-
-    replicas = single_machine_strategy(strategy)
-    splits = data.load()
-    images, labels = split_arrays(splits.require(request.split))
-    seeds = seed_indices(len(images), data.seed)
-    model = load_trained_model(model_path, splits.info.image_shape)
-    extractor = representation_model(model)
-    robustness = source_robustness(model_path)
-    if request.robustness is not None:
-        robustness = {"eps": float(request.robustness), "norm": (robustness or {}).get("norm") or "l2"}
-    fingerprint = model_fingerprint(model_path)
-    parameters = {"steps": int(request.steps), "step_size": float(request.step_size), "split": request.split,
-                  "seed": data.seed, "n": len(images), "model_sha256": fingerprint["sha256"],
-                  "dataset": splits.fingerprint, "loss": "||rep(x_r) - rep(x)||_2 / ||rep(x)||_2",
-                  "keeps": "lowest-distance iterate", "seed_images": "uniform over the other images of the split"}
-    run.record_inputs(dataset=splits.fingerprint, model=fingerprint, parameters=parameters)
-    store = ChunkStore(run.store)
-
-    def batch(index):
-        x_r, before, after = map_replicas(
-            replicas, lambda x, x0: robustify_batch(extractor, x, x0, steps=request.steps,
-                                                    step_size=request.step_size, jit=request.jit),
-            images[index], images[seeds[index]])
-        return {"image": x_r.astype(np.float32), "label": labels[index].astype(np.int32),
-                "index": index.astype(np.int32), "seed_index": seeds[index].astype(np.int32),
-                "distance_before": before.astype(np.float32), "distance_after": after.astype(np.float32)}
-
-    done = process_in_chunks(store, len(images), chunk_size=request.chunk_size, batch_size=request.batch_size,
-                             batch_fn=batch, progress=progress, desc=f"robustify {request.split}")
-    section = save_dataset(
-        run.path, {request.split: chunks_dataset(store, done.chunks, ELEMENT_KEYS)}, kind="robustified",
-        info=splits.info,
-        source={"dataset": data.dataset, "model": fingerprint, "robustness": robustness, "split": request.split,
-                "fingerprint": splits.fingerprint},
-        parameters=parameters,
-    )
-    run.extra["dataset"] = section
-    columns = {k: np.concatenate([np.asarray(c[k]) for c in store.iterate(done.chunks, ELEMENT_KEYS[1:])])
-               for k in ELEMENT_KEYS[1:]}
-    before, after = columns["distance_before"].astype(float), columns["distance_after"].astype(float)
-    results = {
-        "n": int(len(images)),
-        "relative_distance_before": float(before.mean()),
-        "relative_distance_after": float(after.mean()),
-        "median_relative_distance_before": float(np.median(before)),
-        "median_relative_distance_after": float(np.median(after)),
-        "robustness": robustness,
-        "steps": int(request.steps), "step_size": float(request.step_size), "split": request.split,
-        "seed": data.seed, "dataset": splits.info.name, "model": str(model_path),
-        "images_per_second": done.examples_per_second,
-        "resumed_chunks": done.resumed,
-    }
-    write_json(run.path / "results.json", results)
-    rows = [{"index": int(i), "label": int(y), "seed_index": int(s), "distance_before": round(float(d0), 6),
-             "distance_after": round(float(d1), 6)}
-            for i, y, s, d0, d1 in zip(columns["index"], columns["label"], columns["seed_index"], before, after)]
-    write_table(run.path, "examples", rows)
-    shown = np.arange(min(request.figure_examples, len(images)))
-    if len(shown):
-        first = store.load(0, ["image"])["image"]
-        shown = shown[shown < len(first)]
-        eps = robustness["eps"] if robustness else None
-        robustified_figure(images[seeds[shown]], np.asarray(first[shown]), images[shown], labels[shown],
-                           run.path / "robustified.png", class_names=splits.info.class_names,
-                           title="robustified" + (f" by an eps={eps:g} model" if eps is not None else ""))
-    return results

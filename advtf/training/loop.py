@@ -23,7 +23,7 @@ from advtf.attacks import Threat, fast_fgsm, pgd
 from advtf.data import DataSplits, make_batches
 from advtf.errors import UserError
 from advtf.evaluation import Evaluator
-from advtf.training.distributed import replica_seed
+from advtf.distribute.replicas import replica_seed
 from advtf.training.schedules import learning_rate, make_optimizer
 
 # Checkpoints and best weights live in the run's resume store (key ``train``), removed after the commit.

@@ -10,7 +10,7 @@ from advtf.attacks import Threat
 from advtf.inputs import DataRequest
 from advtf.runs import write_json
 from advtf.training.loop import RESUME_DIR, AdversarialConfig, TrainConfig, train
-from advtf.training.strategy import make_strategy
+from advtf.distribute.strategy import make_strategy
 
 
 # Training on a derived set (robustified, relabeled, adversarial) follows Springer et al.'s Table 3

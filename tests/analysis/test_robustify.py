@@ -104,7 +104,7 @@ def test_images_and_seeds_must_match():
 
 
 def test_a_batch_split_over_two_replicas_gives_the_single_device_result(trained_model, two_cpu_strategy):
-    from advtf.training.distributed import map_replicas
+    from advtf.distribute.replicas import map_replicas
 
     model, (x, _) = trained_model
     extractor = representation_model(model)

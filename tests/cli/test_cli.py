@@ -5,7 +5,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from advtf.cli.main import COMMANDS, advtf
+from advtf.cli.main import advtf
+from advtf.jobs import JOBS
 
 TINY = ["--dataset", "digits", "--model", "test_cnn", "--train-subset", "200", "--test-subset", "60",
         "--batch-size", "50", "--optimizer", "adam", "--lr", "0.01", "--weight-decay", "0", "--quiet"]
@@ -15,7 +16,7 @@ def run(*args):
     return CliRunner().invoke(advtf, [str(a) for a in args], catch_exceptions=False)
 
 
-@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("command", list(JOBS))
 def test_every_command_has_help_with_an_example(command):
     result = run(command, "--help")
     assert result.exit_code == 0, result.output

@@ -48,7 +48,7 @@ def test_robustify_writes_a_saved_robustified_test_set(trained, robustified):
 
 
 def test_an_interrupted_robustify_resumes_to_the_same_set(trained, robustified, monkeypatch):
-    import advtf.analysis.robustify as robustify_module
+    import advtf.jobs.robustify as robustify_module
     from advtf.data import load_saved_elements
 
     out = trained.with_name("R0-resumed")

@@ -3,7 +3,8 @@
 import pytest
 from click.testing import CliRunner
 
-from advtf.cli.main import COMMANDS, advtf
+from advtf.cli.main import advtf
+from advtf.jobs import JOBS
 
 
 def _help(*args) -> str:
@@ -12,7 +13,7 @@ def _help(*args) -> str:
     return " ".join(result.output.split())  # click re-wraps docstrings: compare with single spaces
 
 
-@pytest.mark.parametrize("command", [None, *COMMANDS])
+@pytest.mark.parametrize("command", [None, *JOBS])
 def test_help_never_cites_a_paper_by_its_file(command):
     text = _help(*([command] if command else []))
     assert "papers/0" not in text and "papers/" not in text
@@ -33,7 +34,7 @@ def test_training_helps_state_the_papers_defaults():
 
 
 def test_command_table_names_the_papers():
-    listing = {name: text for name, (_, _, text) in COMMANDS.items()}
+    listing = {name: spec.summary for name, spec in JOBS.items()}
     assert "Xu et al. 2019" in listing["cam"] and "Xu et al. 2019" in listing["psr"]
     assert "Siddiqui & Breuel 2021" in listing["retrain"] and "Springer et al. 2021" in listing["relabel"]
     assert all("papers/" not in text for text in listing.values())

@@ -21,7 +21,7 @@ import tensorflow as tf  # noqa: E402
 
 from advtf.attacks import Threat  # noqa: E402
 from advtf.training.loop import AdversarialConfig, TrainConfig, train  # noqa: E402
-from advtf.training.strategy import is_chief, make_strategy  # noqa: E402
+from advtf.distribute.strategy import is_chief, make_strategy  # noqa: E402
 from tiny import digits, tiny_cnn  # noqa: E402
 
 strategy = make_strategy("auto")  # TF_CONFIG set: auto must pick multiworker

@@ -9,7 +9,7 @@ from advtf.data import make_batches
 from advtf.evaluation import evaluate
 from advtf.models import create_model
 from advtf.training.loop import AdversarialConfig, TrainConfig, train
-from advtf.training.strategy import make_strategy
+from advtf.distribute.strategy import make_strategy
 from tiny import digits, tiny_cnn
 
 ADAM = dict(optimizer="adam", lr=1e-2, weight_decay=0.0, schedule="constant", batch_size=50)

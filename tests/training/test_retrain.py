@@ -14,7 +14,7 @@ from advtf.training.loop import AdversarialConfig, TrainConfig
 from advtf.training.retrain import (INITIAL_WEIGHTS, cutoff_selection, fresh_model, initial_model, layer_units,
                                     parse_modules, prepare_model, reinit_cell, retrain_cell, subset_selection,
                                     unit_names)
-from advtf.training.strategy import make_strategy
+from advtf.distribute.strategy import make_strategy
 from tiny import digits, fitted_test_cnn
 
 THREAT = Threat(norm="linf", eps=0.1, steps=2)

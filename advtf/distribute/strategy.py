@@ -1,4 +1,4 @@
-"""Choosing a ``tf.distribute`` strategy (ARCHITECTURE.md, "Distribution")."""
+"""Choosing a ``tf.distribute`` strategy (docs/design.md, "Distribution")."""
 
 from __future__ import annotations
 

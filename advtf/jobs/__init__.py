@@ -1,0 +1,123 @@
+"""Jobs: one module per command, each a validated ``Request`` and ``run(request, run) -> results``.
+
+A job is one command's work: a request in, one run directory out. :func:`execute` gives every job
+the same guarantees (:class:`advtf.runs.RunDir`: the lock, exact-or-refused resume, safe
+overwrite, crash safety; SIGINT/SIGTERM as :class:`advtf.runs.Interrupted`), so a job module
+holds only its own work. ``JOBS`` is the one table of commands: the CLI takes its command list
+and summaries from it, and imports a job's module only when that command runs (TensorFlow takes
+seconds to import; ``advtf --help`` should not wait for it).
+
+Adding an analysis command: a job module here (Request + run), its computation in
+``advtf/analysis``, its figure in ``advtf/plots``, one ``register`` line below, and one Click
+function in ``cli/`` that maps options onto the Request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from advtf.registry import Registry
+from advtf.runs import RunDir, interruptible, normalised
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A registered command: its job module (None for listings that write no run directory),
+    its Click function (``module:function``), one-line summary and whether it can resume."""
+
+    name: str
+    summary: str
+    cli: str
+    module: str | None = None
+    resumable: bool = False
+
+
+JOBS: Registry[JobSpec] = Registry("command", "see `advtf --help`")
+
+
+def register(name: str, summary: str, *, cli: str, module: str | None = None, resumable: bool = False) -> None:
+    JOBS.register(name, JobSpec(name, summary, cli, module, resumable))
+
+
+class Request:
+    """Base of every job's request: a frozen dataclass validated in ``__post_init__``.
+
+    ``to_json()`` is what a resume must match (every field; run-control flags are not fields);
+    ``inputs()`` the paths the job reads, which ``--overwrite`` never replaces.
+    """
+
+    def to_json(self) -> dict[str, Any]:
+        return normalised(dataclasses.asdict(self))
+
+    def inputs(self) -> list[str]:
+        return []
+
+
+def execute(name: str, request: Request, *, out, overwrite: bool = False, resume: bool = False,
+            progress: Callable | None = None, report: Callable[[str], None] | None = None) -> dict:
+    """Runs the job ``name`` on ``request`` into the run directory ``out``; returns its results."""
+    spec = JOBS.get(name)
+    module = importlib.import_module(spec.module)
+    with interruptible(), RunDir(out, overwrite=overwrite, resume=resume, resumable=spec.resumable,
+                                 request=request.to_json(), inputs=request.inputs()) as run:
+        results = module.run(request, run, progress=progress, report=report)
+        _check_outputs(name, run.path)
+    return results
+
+
+def _check_outputs(name: str, path: Path) -> None:
+    """Every job writes results.json, at least one table (CSV + Markdown) and one figure."""
+    missing = [what for what, pattern in (("results.json", "results.json"), ("a CSV table", "*.csv"),
+                                          ("a Markdown table", "*.md"), ("a figure", "*.png"))
+               if not any(path.glob(pattern))]
+    if missing:
+        raise RuntimeError(f"job {name} wrote no {', no '.join(missing)}")
+    json.loads((path / "results.json").read_text())
+
+
+# The command table, in the order `advtf --help` lists it.
+register("train", "Train a standard or adversarially robust classifier.", cli="advtf.cli.train:train",
+         module="advtf.jobs.train", resumable=True)
+register("evaluate", "Clean and robust accuracy of a trained model.", cli="advtf.cli.evaluate:evaluate",
+         module="advtf.jobs.evaluate")
+register("attack", "Attack a model; save the adversarial dataset with success and norms.",
+         cli="advtf.cli.attack:attack", module="advtf.jobs.attack")
+register("quickstart", "The main job: standard vs L2-robust model on Fashion-MNIST, with a report.",
+         cli="advtf.cli.quickstart:quickstart", module="advtf.jobs.quickstart", resumable=True)
+register("frequency", "Filtered and frequency-swapped accuracy, mean spectra of adversarial examples "
+         "(the local-properties paper).", cli="advtf.cli.local:frequency",
+         module="advtf.jobs.frequency")
+register("perturbations", "Adversarial perturbations side by side, with local-consistency statistics "
+         "(the local-properties paper).",
+         cli="advtf.cli.local:perturbations", module="advtf.jobs.perturbations")
+register("response", "Local response differences per layer, natural vs adversarial (the local-properties paper).",
+         cli="advtf.cli.local:response", module="advtf.jobs.response")
+register("kernels", "Kernel smoothness per conv layer (magnitude, variance, TV; the local-properties paper).", cli="advtf.cli.local:kernels",
+         module="advtf.jobs.kernels")
+register("features", "Natural vs adversarial feature-vector distributions per module: MMD, C2ST, t-SNE "
+         "(Siddiqui & Breuel 2021).", cli="advtf.cli.features:features", module="advtf.jobs.features")
+register("robustify", "Robustified test set R_eps from a model's representation (Springer et al. 2021).",
+         cli="advtf.cli.derived:robustify", module="advtf.jobs.robustify", resumable=True)
+register("relabel", "Zero-robust / negative-robust relabeled dataset, targeted attacks (Springer et al. 2021).",
+         cli="advtf.cli.derived:relabel", module="advtf.jobs.relabel", resumable=True)
+register("robust-table", "Accuracy matrix: classifiers x test sets (e.g. robustified sets), with chance marked.",
+         cli="advtf.cli.transfer:robust_table", module="advtf.jobs.robust_table")
+register("transfer-eval", "Transfer attacks: sources of varying robustness x victim models (Springer et al. 2021).",
+         cli="advtf.cli.transfer:transfer_eval", module="advtf.jobs.transfer_eval")
+register("retrain", "Block-wise retraining: reinitialise and retrain modules, the rest frozen "
+         "(Siddiqui & Breuel 2021).", cli="advtf.cli.retrain:retrain", module="advtf.jobs.retrain", resumable=True)
+register("dissect", "Network dissection: unit concepts (IoU), sensitivity to attacks, p-values (Xu et al. 2019).",
+         cli="advtf.cli.dissect:dissect", module="advtf.jobs.dissect", resumable=True)
+register("cam", "CAMs of natural/adversarial images and the interpretability score (Xu et al. 2019).",
+         cli="advtf.cli.interpret:cam", module="advtf.jobs.cam")
+register("psr", "Grid sensitivity and promotion-suppression ratio of perturbations, refined attacks "
+         "(Xu et al. 2019).", cli="advtf.cli.interpret:psr", module="advtf.jobs.psr")
+register("datasets", "List registered datasets and where they are found.", cli="advtf.cli.info:datasets")
+register("models", "List registered models.", cli="advtf.cli.info:models")
+register("attacks", "List registered attacks, their norms and options.", cli="advtf.cli.info:attacks")
+register("env", "Versions, devices and strategy, for bug reports.", cli="advtf.cli.info:env")
