@@ -80,7 +80,7 @@ def dissect(**kw):
     (Fig. 7a), segmentation_<layer>.png (Fig. 8) and manifest.json.
     """
     from advtf.analysis.dissect import run_dissect_job
-    from advtf.analysis.pairs import model_name
+    from advtf.inputs import model_name
     from advtf.runs import RunDir
 
     options = dict(kw)

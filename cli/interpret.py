@@ -68,7 +68,7 @@ def cam(**kw):
     (cam_<model>.png for several models) and manifest.json.
     """
     from advtf.analysis.interpret import run_cam_job
-    from advtf.analysis.pairs import model_name
+    from advtf.inputs import model_name
     from advtf.runs import RunDir
 
     models = list(kw.pop("model_paths"))
@@ -131,7 +131,7 @@ def psr(**kw):
     (Figure 2), psr_cam.png (Figure 4), refine_s1.png / refine_s2.png and manifest.json.
     """
     from advtf.analysis.interpret import run_psr_job
-    from advtf.analysis.pairs import model_name
+    from advtf.inputs import model_name
     from advtf.runs import RunDir
 
     models = list(kw.pop("model_paths"))

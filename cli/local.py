@@ -7,7 +7,7 @@ import dataclasses
 
 import click
 
-from advtf.analysis.pairs import model_name
+from advtf.inputs import model_name
 from advtf.cli.options import (data_request, dataset_options, make_attack_request, make_threat, print_summary,
                                progress_factory, run_options, threat_options)
 

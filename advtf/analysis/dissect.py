@@ -539,7 +539,7 @@ def run_dissect_job(model_path, concepts_spec: str, request, run, *, layers=None
     sensitivity sums so far are kept in ``state/`` (every ``checkpoint_every`` batches) until the
     job completes, so an interrupted run continues where it stopped (``RunDir(resume=True)``).
     """
-    from advtf.analysis.pairs import fingerprints, model_name
+    from advtf.inputs import fingerprints, model_name
     from advtf.inputs import load_trained_model
     from advtf.plots.dissect import detectors_figure, pvalues_figure, segmentation_figure
     from advtf.runs import write_json, write_table

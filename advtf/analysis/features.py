@@ -295,7 +295,8 @@ def run_features_job(model_paths, data, request, run, *, modules=None, method: s
     Writes ``results.json`` (rows, panels, definitions, attack, dataset), ``features.csv/.md``,
     ``embeddings.npz`` (panel ``i`` of ``results["panels"]`` as ``p<i>_*`` arrays) and ``features.png``.
     """
-    from advtf.analysis.pairs import adversarial_pairs, fingerprints, load_models, model_name
+    from advtf.analysis.pairs import adversarial_pairs
+    from advtf.inputs import fingerprints, load_models, model_name
     from advtf.plots.features import features_figure
     from advtf.runs import write_json, write_table
 

@@ -182,7 +182,7 @@ def run_frequency_job(model_paths, data, request, run, *, radii=None, batch_size
     ``best_low_adversarial`` {radius, accuracy}, ``log_ratio_high`` and ``log_ratio_low`` (mean of
     log|adv| - log|nat| at distance >= / < ``high_radius``)), ``attack``, ``threat``, ``dataset``.
     """
-    from advtf.analysis.pairs import fingerprints, load_models
+    from advtf.inputs import fingerprints, load_models
     from advtf.plots.local import frequency_figure, spectrum_figure
     from advtf.runs import write_json, write_table
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from advtf.analysis.cam import (DEFAULT_QUANTILE, MapMaker, four_maps, interpretability_score,
                                 shared_normalisation, discriminative_region)
-from advtf.analysis.pairs import fingerprints, load_models, model_name
+from advtf.inputs import fingerprints, load_models, model_name
 from advtf.analysis.psr import (CATEGORIES, DEFAULT_DROP, DEFAULT_XI, categories, category_map, grid_masks,
                                 grid_norms, grid_sensitivity, pearson_per_image, pixel_mask, significant_grids)
 from advtf.errors import UserError

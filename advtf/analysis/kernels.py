@@ -95,7 +95,8 @@ def run_kernels_job(model_paths, run, *, checkpoints=()) -> dict:
     layer), ``summary.csv/.md`` (one row per model), ``kernels.png``, and with checkpoints
     ``checkpoints.csv/.md`` and ``checkpoints.png`` (Figure 5a: one line per run, e.g. per weight decay).
     """
-    from advtf.analysis.pairs import by_run, checkpoint_fingerprints, checkpoint_series, fingerprints
+    from advtf.analysis.pairs import by_run
+    from advtf.inputs import checkpoint_fingerprints, checkpoint_series, fingerprints
     from advtf.inputs import load_trained_model
     from advtf.plots.local import epoch_curves, kernel_figure
     from advtf.runs import write_json, write_table

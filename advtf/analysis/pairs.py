@@ -1,48 +1,11 @@
-"""What the local-properties analyses share: several models on one dataset, natural/adversarial
-pairs batch by batch, and checkpoint series of ``advtf train --save-every-epoch``."""
+"""What the analyses share: natural/adversarial pairs batch by batch, success on another model,
+and regrouping rows (loading models and checkpoint series is :mod:`advtf.inputs`)."""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-
-from advtf.errors import UserError
-
-_EPOCH = re.compile(r"epoch_(\d+)\.keras")
-
-
-def load_models(paths, info) -> list:
-    """Loads every model and checks that all of them fit the dataset (input shape, classes).
-
-    Raises:
-        UserError: a model cannot be loaded, takes other images or predicts another number of classes.
-    """
-    from advtf.inputs import load_trained_model
-
-    models = []
-    for path in paths:
-        model = load_trained_model(path, info.image_shape)
-        classes = int(model.output_shape[-1])
-        if classes != info.num_classes:
-            raise UserError(f"model {path} predicts {classes} classes but {info.name} has {info.num_classes}; "
-                            "models analysed together must be trained on the same dataset")
-        models.append(model)
-    return models
-
-
-def model_name(path) -> str:
-    """A short label of a model path: the run directory's name for ``DIR/model.keras``, else the file name."""
-    p = Path(str(path))
-    return p.parent.name if p.name == "model.keras" else p.name
-
-
-def fingerprints(paths) -> list[dict]:
-    from advtf.inputs import model_fingerprint
-
-    return [model_fingerprint(p) for p in paths]
 
 
 def adversarial_pairs(model, splits, request, *, batch_size: int, seed: int, progress=None,
@@ -71,47 +34,6 @@ def success_on(predicted: np.ndarray, rows: dict[str, np.ndarray], targeted: boo
     Untargeted: the prediction differs from the true label; targeted: it is the target.
     """
     return predicted == rows["target"] if targeted else predicted != rows["label"]
-
-
-def checkpoint_series(directory) -> tuple[str, list[tuple[int, Path]]]:
-    """The ``(epoch, path)`` checkpoints of an ``advtf train --save-every-epoch`` run, in epoch order.
-
-    ``directory`` is the run directory (holding ``epochs/``) or the ``epochs/`` directory itself.
-    Returns the run's label (its name, with its weight decay when its manifest records one).
-
-    Raises:
-        UserError: no ``epoch_NNN.keras`` files there.
-    """
-    directory = Path(directory)
-    epochs_dir = directory / "epochs" if (directory / "epochs").is_dir() else directory
-    found = sorted((int(m.group(1)), p) for p in epochs_dir.glob("epoch_*.keras")
-                   if (m := _EPOCH.fullmatch(p.name)))
-    if not found:
-        raise UserError(f"--checkpoints {directory}: no epochs/epoch_NNN.keras there; train with "
-                        "`advtf train --save-every-epoch` and pass its --out directory")
-    run_dir = epochs_dir.parent if epochs_dir.name == "epochs" else epochs_dir
-    return run_label(run_dir), found
-
-
-def checkpoint_fingerprints(series) -> dict[str, list[dict]]:
-    """``{run label: [fingerprint of each epoch file]}`` of :func:`checkpoint_series` results, for manifests."""
-    return {label: fingerprints([path for _, path in found]) for label, found in series}
-
-
-def run_label(run_dir: Path) -> str:
-    """A run's name, plus ``wd=<weight decay>`` read from its manifest when there is one."""
-    from advtf.runs import MANIFEST, read_json
-
-    label = run_dir.name
-    manifest = run_dir / MANIFEST
-    if manifest.is_file():
-        try:
-            wd = read_json(manifest).get("options", {}).get("weight_decay")
-        except (OSError, ValueError):
-            wd = None
-        if wd is not None:
-            label = f"{label} (wd={float(wd):g})"
-    return label
 
 
 def concat_rows(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -82,7 +82,8 @@ def run_perturbations_job(model_paths, data, request, run, *, only: str = "succe
     matched ``--only``), ``perturbations.csv/.md`` (the same per model), ``examples.csv/.md``
     (per shown example and model: label, prediction, success) and ``perturbations.png``.
     """
-    from advtf.analysis.pairs import adversarial_pairs, concat_rows, fingerprints, load_models
+    from advtf.analysis.pairs import adversarial_pairs, concat_rows
+    from advtf.inputs import fingerprints, load_models
     from advtf.plots.local import perturbation_grid
     from advtf.runs import write_json, write_table
 

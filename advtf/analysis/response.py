@@ -27,7 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from advtf.analysis.pairs import model_name
+from advtf.inputs import model_name
 from advtf.errors import UserError
 
 STATS = ("max", "total", "l2")
@@ -195,7 +195,7 @@ def checkpoint_curves(checkpoint_dirs, splits, request, *, layers=None, batch_si
     Each checkpoint is attacked by ``request`` itself (its own adversarial examples, all test images).
     Returns the layers and rows ``{run, epoch, clean_accuracy, adversarial_accuracy, <layer>_max, <layer>_total}``.
     """
-    from advtf.analysis.pairs import checkpoint_series, load_models
+    from advtf.inputs import checkpoint_series, load_models
 
     series = [checkpoint_series(d) for d in checkpoint_dirs]  # all checked before any work
     rows = []
@@ -255,7 +255,8 @@ def run_response_job(model_paths, data, request, run, *, layers=None, adv_from=(
     ``<layer>_max`` and ``<layer>_total``), ``response.png`` (the "all" rows), and with checkpoints
     ``checkpoints.csv/.md``, ``checkpoints_max.png`` and ``checkpoints_total.png``.
     """
-    from advtf.analysis.pairs import by_run, checkpoint_fingerprints, checkpoint_series, fingerprints, load_models
+    from advtf.analysis.pairs import by_run
+    from advtf.inputs import checkpoint_fingerprints, checkpoint_series, fingerprints, load_models
     from advtf.plots.local import epoch_curves, response_figure
     from advtf.runs import write_json, write_table
 

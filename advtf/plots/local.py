@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from advtf.analysis.pairs import model_name
+from advtf.inputs import model_name
 
 
 def _plt():
