@@ -265,9 +265,7 @@ def run_psr_job(model_paths, data, request, run, *, grid: int | None = None, str
             if skipped:
                 notes.append(f"{name}, {r.upper()}: {skipped} pair(s) skipped, their allowed set S is empty"
                              + (" (CAM with no positive pixel)" if r == "s2" else ""))
-            if not parts:
-                refine_rows.append({"model": name, "attack": request.name, "refine": r, "pairs": 0,
-                                    "skipped_empty": skipped})
+            if not parts:  # every pair skipped: the note above is the whole result
                 continue
             values = {k: np.concatenate(v) for k, v in parts.items()}
             ref_row = {"model": name, "attack": request.name, "refine": r, "pairs": len(values["pixels"]),
