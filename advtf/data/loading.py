@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from advtf.data import subsets
@@ -128,7 +129,9 @@ def _registered(name: str, data_dir: str | None, image_size: int | None, downloa
         natural_images=entry.natural_images,
         source=raw.source,
     )
-    splits: dict[str, tf.data.Dataset | None] = {s: raw.splits[s] for s in SPLITS}
+    splits: dict[str, tf.data.Dataset | None] = {
+        s: checked(raw.splits[s], info.num_classes, what=f"the {name} {s} split") for s in SPLITS
+    }
     fingerprint = {"dataset": name, "source": raw.source, "data_dir": data_dir}
     return _Full(info, splits, dict(raw.counts), fingerprint)
 
@@ -177,3 +180,101 @@ def _source_location(source: str, saved_dir: Path) -> str:
         return source
     beside = saved_dir.parent / source
     return str(beside) if beside.exists() else source
+
+
+# --- value checks: every command's data passes through one of these two ------------------------
+
+DATA_CHECK = "advtf data check"  # prefix of in-pipeline assertion messages (see data_check_error)
+_CHECK_BATCH = 1024
+
+
+def _problems(what: str, num_classes: int) -> dict[str, str]:
+    """The one-line messages of the three checks, naming the problem and the fix."""
+    return {
+        "finite": f"{what}: image(s) contain NaN or inf pixels; fix the source data and re-create the dataset",
+        "range": f"{what}: image(s) have pixels outside [0, 1]; scale images to [0, 1] and re-create the dataset",
+        "label": f"{what}: label(s) outside [0, {num_classes}) for {num_classes} classes; "
+                 "fix the labels and re-create the dataset",
+    }
+
+
+def check_values(ds: tf.data.Dataset, num_classes: int, *, what: str) -> int:
+    """One vectorised pass over ``(image, label)`` pairs; returns how many there are.
+
+    For untrusted sets that are read whole anyway (saved datasets, whose files are hashed on
+    load): NaN/inf pixels, pixels outside [0, 1] and labels outside ``[0, num_classes)`` each
+    end in a UserError that says how many examples are affected.
+
+    Raises:
+        UserError: one line naming the problem, its extent and the fix.
+    """
+    def batch_stats(state, batch):
+        x, y = batch
+        flat = tf.reshape(x, [tf.shape(x)[0], -1])
+        finite = tf.math.is_finite(flat)
+        safe = tf.where(finite, flat, 0.5)
+        lo, hi = tf.reduce_min(safe, axis=1), tf.reduce_max(safe, axis=1)
+        y = tf.cast(y, tf.int64)
+        count = lambda mask: tf.reduce_sum(tf.cast(mask, tf.int64))  # noqa: E731
+        return {
+            "n": state["n"] + tf.cast(tf.shape(y)[0], tf.int64),
+            "nonfinite": state["nonfinite"] + count(~tf.reduce_all(finite, axis=1)),
+            "outside": state["outside"] + count((lo < 0) | (hi > 1)),
+            "lo": tf.minimum(state["lo"], tf.reduce_min(lo)),  # batches are never empty
+            "hi": tf.maximum(state["hi"], tf.reduce_max(hi)),
+            "bad_labels": state["bad_labels"] + count((y < 0) | (y >= num_classes)),
+            "y_lo": tf.minimum(state["y_lo"], tf.reduce_min(y)),
+            "y_hi": tf.maximum(state["y_hi"], tf.reduce_max(y)),
+        }
+
+    zero = tf.constant(0, tf.int64)
+    initial = {"n": zero, "nonfinite": zero, "outside": zero, "lo": tf.constant(np.inf, tf.float32),
+               "hi": tf.constant(-np.inf, tf.float32), "bad_labels": zero,
+               "y_lo": tf.constant(np.iinfo(np.int64).max, tf.int64),
+               "y_hi": tf.constant(np.iinfo(np.int64).min, tf.int64)}
+    stats = {k: v.numpy() for k, v in ds.batch(_CHECK_BATCH).reduce(initial, batch_stats).items()}
+    messages = _problems(what, num_classes)
+    if stats["nonfinite"]:
+        raise UserError(messages["finite"].replace("image(s)", f"{stats['nonfinite']} image(s)", 1))
+    if stats["outside"]:
+        raise UserError(messages["range"].replace(
+            "image(s)", f"{stats['outside']} image(s)", 1).replace(
+            "outside [0, 1]", f"outside [0, 1] (from {stats['lo']:.4g} to {stats['hi']:.4g})", 1))
+    if stats["bad_labels"]:
+        raise UserError(messages["label"].replace(
+            "label(s)", f"{stats['bad_labels']} label(s)", 1).replace(
+            f"for {num_classes} classes", f"for {num_classes} classes (labels from {stats['y_lo']} to "
+            f"{stats['y_hi']})", 1))
+    return int(stats["n"])
+
+
+def checked(ds: tf.data.Dataset, num_classes: int, *, what: str) -> tf.data.Dataset:
+    """``ds`` with the same checks as :func:`check_values` asserted inside the pipeline.
+
+    For registered datasets, too large to read twice: each element's reductions are a few
+    vectorised ops beside decoding. A failed check raises ``tf.errors.InvalidArgumentError``
+    when the data is iterated; :func:`data_check_error` turns it into the UserError it stands for.
+    """
+    messages = _problems(what, num_classes)
+
+    def check(x, y):
+        asserts = [
+            tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(x)), [f"{DATA_CHECK}: {messages['finite']}"]),
+            tf.debugging.Assert((tf.reduce_min(x) >= 0) & (tf.reduce_max(x) <= 1),
+                                [f"{DATA_CHECK}: {messages['range']}"]),
+            tf.debugging.Assert((y >= 0) & (y < num_classes), [f"{DATA_CHECK}: {messages['label']}"]),
+        ]
+        with tf.control_dependencies(asserts):
+            return tf.identity(x), tf.identity(y)
+
+    return ds.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def data_check_error(error: BaseException) -> UserError | None:
+    """The UserError a failed in-pipeline check of :func:`checked` stands for; None for other errors."""
+    text = str(getattr(error, "message", "") or error)
+    start = text.find(f"{DATA_CHECK}: ")
+    if not isinstance(error, tf.errors.InvalidArgumentError) or start < 0:
+        return None
+    line = text[start + len(DATA_CHECK) + 2:].splitlines()[0].rstrip()
+    return UserError(line[:-1] if line.endswith("]") else line)  # "]" closes tf.debugging.Assert's data list

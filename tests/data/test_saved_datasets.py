@@ -141,3 +141,99 @@ def test_saved_set_can_be_the_source_of_another(tmp_path, adversarial, digits):
 def test_elements_must_be_dicts_with_image_and_label(tmp_path, digits):
     with pytest.raises(ValueError, match="dicts with 'image' and 'label'"):
         save_dataset(tmp_path, {"test": digits.test}, kind="x", info=digits.info, source={}, parameters={})
+
+
+# --- malformed manifests: one-line UserError, never KeyError/TypeError --------------------------
+
+
+def _set(*keys, value):
+    """An edit setting manifest[keys...] = value (value None deletes the key)."""
+    def edit(manifest):
+        node = manifest
+        for key in keys[:-1]:
+            node = node[key]
+        if value is None:
+            del node[keys[-1]]
+        else:
+            node[keys[-1]] = value
+        return manifest
+
+    return edit
+
+
+def _bad_hash(manifest):
+    files = manifest["dataset"]["splits"]["test"]["sha256"]
+    files[next(iter(files))] = "z" * 64
+    return manifest
+
+
+def _absolute_file(manifest):
+    manifest["dataset"]["splits"]["test"]["sha256"] = {"/etc/hostname": "0" * 64}
+    return manifest
+
+
+def _renamed_split(manifest):
+    splits = manifest["dataset"]["splits"]
+    splits["../test"] = splits.pop("test")
+    return manifest
+
+
+SPLIT = ("dataset", "splits", "test")
+MALFORMED = [
+    ("count as string", _set(*SPLIT, "count", value="12"), "count '12', not a non-negative integer"),
+    ("negative count", _set(*SPLIT, "count", value=-1), "count -1, not a non-negative integer"),
+    ("fractional count", _set(*SPLIT, "count", value=12.5), "count 12.5, not a non-negative integer"),
+    ("count not the real one", _set(*SPLIT, "count", value=13), "holds 12 examples but its manifest says 13"),
+    ("splits not a dict", _set("dataset", "splits", value=["test"]), "no 'dataset' section with 'splits'"),
+    ("entry not a dict", _set("dataset", "splits", "test", value="test"), "split test is 'test', not an object"),
+    ("sha256 not hex", _bad_hash, "has sha256 'zzzz"),
+    ("sha256 not a dict", _set(*SPLIT, "sha256", value=["abc"]), "not a non-empty object of file -> digest"),
+    ("path with ..", _set(*SPLIT, "path", value="../test"), "escapes the directory"),
+    ("absolute path", _set(*SPLIT, "path", value="/tmp"), "escapes the directory"),
+    ("absolute file", _absolute_file, "'/etc/hostname' escapes the directory"),
+    ("path not a string", _set(*SPLIT, "path", value=3), "split test path is 3, not a relative path"),
+    ("missing count", _set(*SPLIT, "count", value=None), "split test lacks count"),
+    ("missing sha256", _set(*SPLIT, "sha256", value=None), "split test lacks sha256"),
+    ("split name", _renamed_split, "split name '../test' is not a simple identifier"),
+    ("missing info", _set("dataset", "info", value=None), "info is None, not an object"),
+    ("num_classes as string", _set("dataset", "info", "num_classes", value="ten"), "num_classes is 'ten'"),
+    ("class names", _set("dataset", "info", "class_names", value=["a"]), "class_names is ['a'], not 10 names"),
+    ("image shape", _set("dataset", "info", "image_shape", value=[16, "16", 1]), "image_shape is [16, '16', 1]"),
+    ("shape not the real one", _set("dataset", "info", "image_shape", value=[8, 8, 1]),
+     "not float (8, 8, 1) as its manifest says"),
+    ("mean per channel", _set("dataset", "info", "mean", value=[0.1, 0.2]), "info mean is [0.1, 0.2], not 1 finite"),
+    ("source not a dict", _set("dataset", "source", value="digits"), "source is 'digits', not an object"),
+    ("source dataset", _set("dataset", "source", "dataset", value=7), "source dataset is 7"),
+    ("manifest a list", lambda manifest: [manifest], "no 'dataset' section"),
+]
+
+
+def _rewrite_manifest(directory, edit):
+    path = directory / "manifest.json"
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+
+
+@pytest.mark.parametrize("case, edit, message", MALFORMED, ids=[c[0] for c in MALFORMED])
+def test_malformed_manifest_is_a_one_line_user_error(adversarial, case, edit, message):
+    _rewrite_manifest(adversarial, edit)
+    with pytest.raises(UserError) as caught:
+        load_saved_elements(adversarial, "test")
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    with pytest.raises(UserError) as caught:
+        load_dataset(str(adversarial))
+    if case == "manifest a list":  # load_dataset first asks whether the directory is a saved dataset at all
+        message = "is a directory but not a saved dataset"
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_malformed_manifest_exits_2_from_the_cli(adversarial, tmp_path):
+    from click.testing import CliRunner
+
+    from advtf.cli.main import advtf
+
+    _rewrite_manifest(adversarial, _set(*SPLIT, "count", value="12"))
+    result = CliRunner().invoke(advtf, ["evaluate", str(tmp_path / "model.keras"), "--dataset", str(adversarial),
+                                        "--out", str(tmp_path / "out"), "--quiet"])
+    output = result.output + (result.stderr if result.stderr_bytes is not None else "")
+    assert result.exit_code == 2, output
+    assert "count '12', not a non-negative integer" in output and "Traceback" not in output
