@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Evidence for issue 5 (local properties of adversarial examples, papers/000) on Fashion-MNIST
+# Evidence for issue 5 (local properties of adversarial examples, anonymous ICLR 2022 submission) on Fashion-MNIST
 # at a CPU budget. Outputs go to runs/local/ (git-ignored); the measured tables and figures are
 # in docs/local_properties_fmnist.md. Run from the repository root with .venv active:
 #   bash docs/experiments/local_properties_fmnist.sh [train|analyse|sweep|all]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Evidence for issue 6 (Siddiqui & Breuel 2021, papers/001: block-wise retraining, layer
+# Evidence for issue 6 (Siddiqui & Breuel 2021: block-wise retraining, layer
 # reinitialisation, feature distributions) on Fashion-MNIST at a CPU budget, with the ResNet-18
 # (width 1/8) standard and Linf-robust models of docs/experiments/local_properties_fmnist.sh.
 # Outputs go to runs/retrain/ and runs/features/ (git-ignored); results in docs/siddiqui_fmnist.md.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Evidence for issue 4 (Xu et al. 2019, papers/003: CAM, IS, PSR, refined attacks, activation
+# Evidence for issue 4 (Xu et al. 2019: CAM, IS, PSR, refined attacks, activation
 # bias) on Fashion-MNIST at a CPU budget, with the ResNet-18 (width 1/8) standard and Linf-robust
 # models of docs/experiments/local_properties_fmnist.sh (runs/local/std, runs/local/adv).
 # Outputs go to runs/xu/ (git-ignored); the tables and figures are in docs/xu_fmnist.md.
