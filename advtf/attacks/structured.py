@@ -46,13 +46,14 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from advtf.attacks.cw import bisect_const
 from advtf.attacks.iterative import attack_label
 from advtf.attacks.losses import margin, succeeded
 from advtf.attacks.registry import register_attack
 from advtf.attacks.threat import L0_TOLERANCE, Threat, clip_to_threat
 from advtf.errors import UserError
 
-_UNBOUNDED = 1e10  # C&W's "no upper bound on c yet"
+_UNBOUNDED = 1e10  # C&W's "no upper bound on c yet" (the initial upper bound of bisect_const)
 
 
 def _dims(t: tf.Tensor) -> list:
@@ -118,6 +119,34 @@ def _score(model, x_adv, label, targeted: bool):
     return (m if targeted else -m), logits
 
 
+def admm_iteration(model, x, label, state, t, const, lo, hi, gamma, rho, l2_weight, alpha, confidence,
+                   group_size: int, targeted: bool):
+    """One linearised ADMM iteration (module docstring; Str-attack paper, Eq. 10, 11, 17, 18, duals).
+
+    Args:
+        state: ``(z, u, s, v)``, the split variable and the three scaled duals, each (B, H, W, C).
+        t: 0-based iteration index (``eta = alpha * sqrt(t + 1)``).
+        const: (B,) loss constants ``c``; ``lo``, ``hi``: feasible bounds of delta (box and l-inf ball).
+        gamma, rho, l2_weight, alpha, confidence: as in :func:`str_attack`.
+
+    Returns:
+        ``((z, u, s, v), y)``: the next state and the group-sparse ``y`` of this iteration.
+    """
+    z, u, s, v = state
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        score, _ = _score(model, x + z, label, targeted)
+        loss = tf.reduce_sum(const * tf.nn.relu(confidence - score))
+    grad = tape.gradient(loss, z)
+    delta = rho / (rho + 2.0 * l2_weight) * (z - u)          # Eq. 10
+    w = tf.clip_by_value(z - s, lo, hi)                       # Eq. 11
+    y = _group_shrink(z - v, gamma / rho, group_size)         # Eq. 17
+    eta = alpha * tf.sqrt(tf.cast(t + 1, tf.float32))
+    z = (eta * z + rho * (delta + u + w + s + y + v) - grad) / (eta + 3.0 * rho)  # Eq. 18
+    z = tf.clip_by_value(z, lo, hi)
+    return (z, u + delta - z, s + w - z, v + y - z), y
+
+
 def _str_attack(model, x, label, eps, gamma, rho, l2_weight, alpha, confidence, initial_const,
                 steps, search_steps, group_size, targeted):
     """Binary search over c around ``steps`` linearised-ADMM iterations; see the module docstring."""
@@ -130,8 +159,6 @@ def _str_attack(model, x, label, eps, gamma, rho, l2_weight, alpha, confidence, 
     best = tf.zeros_like(x)
     best_norm = tf.fill([batch], float("inf"))
     last = tf.zeros_like(x)
-    threshold = gamma / rho
-    ridge = rho / (rho + 2.0 * l2_weight)
     for _ in tf.range(search_steps):
         z = tf.zeros_like(x)
         u = tf.zeros_like(x)
@@ -139,20 +166,8 @@ def _str_attack(model, x, label, eps, gamma, rho, l2_weight, alpha, confidence, 
         v = tf.zeros_like(x)
         found = tf.zeros([batch], tf.bool)
         for t in tf.range(steps):
-            with tf.GradientTape() as tape:
-                tape.watch(z)
-                score, _ = _score(model, x + z, label, targeted)
-                loss = tf.reduce_sum(const * tf.nn.relu(confidence - score))
-            grad = tape.gradient(loss, z)
-            delta = ridge * (z - u)                                   # Eq. 10
-            w = tf.clip_by_value(z - s, lo, hi)                       # Eq. 11
-            y = _group_shrink(z - v, threshold, group_size)           # Eq. 17
-            eta = alpha * tf.sqrt(tf.cast(t + 1, tf.float32))
-            z = (eta * z + rho * (delta + u + w + s + y + v) - grad) / (eta + 3.0 * rho)  # Eq. 18
-            z = tf.clip_by_value(z, lo, hi)
-            u = u + delta - z
-            s = s + w - z
-            v = v + y - z
+            (z, u, s, v), y = admm_iteration(model, x, label, (z, u, s, v), t, const, lo, hi, gamma, rho,
+                                             l2_weight, alpha, confidence, group_size, targeted)
             # The candidate: group-sparse y made feasible.
             candidate = tf.clip_by_value(y, lo, hi)
             score, logits = _score(model, x + candidate, label, targeted)
@@ -164,10 +179,7 @@ def _str_attack(model, x, label, eps, gamma, rho, l2_weight, alpha, confidence, 
             found = found | success
             last = candidate
         # C&W's binary search on c (times 5 before the first success, as in the reference code).
-        upper = tf.where(found, tf.minimum(upper, const), upper)
-        lower = tf.where(found, lower, tf.maximum(lower, const))
-        bounded = upper < _UNBOUNDED * 0.1
-        const = tf.where(bounded, 0.5 * (lower + upper), const * 5.0)
+        const, lower, upper = bisect_const(const, lower, upper, found, grow=5.0)
     delta = tf.where(tf.math.is_finite(best_norm)[:, None, None, None], best, last)
     return clip_to_threat(x, x + delta, eps, "linf")
 

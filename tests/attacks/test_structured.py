@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from advtf.attacks import ATTACKS, Threat, per_example_norm, pgd
-from advtf.attacks.structured import group_lasso, group_norms, nonzero_groups, str_attack
+from advtf.attacks.structured import admm_iteration, group_lasso, group_norms, nonzero_groups, str_attack
 from advtf.errors import UserError
 
 
@@ -127,3 +127,90 @@ def test_larger_gamma_perturbs_fewer_groups(digits_model):
         ok = model.predict(x_adv, verbose=0).argmax(1) != y
         counts.append(nonzero_groups(x_adv - x, 2).numpy()[ok].mean())
     assert counts[1] < counts[0]
+
+
+# --- One linearised ADMM iteration against numpy (Str-attack paper, Eq. 10, 11, 17, 18 and the dual ascent) ------
+# Mutations tried in a scratch copy of structured.py, each made this test fail: ridge rho / (rho + l2_weight),
+# z + u in the delta step, threshold gamma instead of gamma / rho, the squared group norm in the soft-threshold,
+# eta = alpha * sqrt(t), 2 rho instead of 3 rho in the z step, +grad in the z step, no clipping of z, the w step
+# clipped to [-eps, eps] only, u += z - delta, the hinge without kappa.
+
+
+def numpy_admm_iteration(W, b, x, label, z, u, s, v, t, c, eps, gamma, rho, l2_weight, alpha, kappa, g, targeted):
+    """The ADMM step derived from the augmented Lagrangian (scaled duals u, s, v of delta = z, w = z, y = z) of
+    c f(x + z) + l2_weight ||delta||^2 + gamma sum_G ||y_G|| + indicator(w feasible), f the C&W hinge,
+    for the linear model Z(x') = vec(x') W + b, whose gradient is closed form."""
+    lo, hi = np.maximum(-eps, -x), np.minimum(eps, 1.0 - x)
+    grad = np.zeros_like(z)
+    for i in range(len(x)):
+        logits = (x[i] + z[i]).reshape(-1) @ W + b
+        others = [j for j in range(W.shape[1]) if j != label[i]]
+        top = others[int(np.argmax(logits[others]))]
+        sign = -1.0 if targeted else 1.0  # hinge max(kappa + sign (Z_label - Z_top), 0)
+        if kappa + sign * (logits[label[i]] - logits[top]) > 0:
+            grad[i] = c[i] * sign * (W[:, label[i]] - W[:, top]).reshape(x.shape[1:])
+    # delta: argmin l2_weight ||d||^2 + rho/2 ||d - (z - u)||^2  ->  2 l2_weight d + rho (d - z + u) = 0.
+    delta = rho * (z - u) / (rho + 2.0 * l2_weight)
+    # w: Euclidean projection of z - s onto the box and the l-inf ball (elementwise).
+    w = np.minimum(np.maximum(z - s, lo), hi)
+    # y: argmin gamma sum_G ||y_G|| + rho/2 ||y - (z - v)||^2, group by group.
+    a, y = z - v, np.zeros_like(z)
+    for i in range(len(x)):
+        for r in range(0, x.shape[1], g):
+            for q in range(0, x.shape[2], g):
+                block = a[i, r:r + g, q:q + g, :]
+                norm = np.sqrt(np.sum(block ** 2))
+                if norm > gamma / rho:
+                    y[i, r:r + g, q:q + g, :] = (1.0 - gamma / (rho * norm)) * block
+    # z: stationary point of grad.(z - z_t) + eta/2 ||z - z_t||^2 + rho/2 (||delta - z + u||^2 + ||w - z + s||^2
+    # + ||y - z + v||^2), eta = alpha sqrt(t) with t counted from 1, then projected onto the feasible set.
+    eta = alpha * np.sqrt(t + 1.0)
+    z_new = (eta * z + rho * ((delta + u) + (w + s) + (y + v)) - grad) / (eta + 3.0 * rho)
+    z_new = np.minimum(np.maximum(z_new, lo), hi)
+    return (z_new, u + delta - z_new, s + w - z_new, v + y - z_new), y, grad
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+def test_admm_iteration_matches_numpy(targeted):
+    rng = np.random.default_rng(7)
+    W = rng.normal(size=(16, 3)).astype(np.float32)
+    b = np.array([0.3, -0.2, 0.1], np.float32)
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    model.layers[-1].set_weights([W, b])
+    x = rng.uniform(size=(3, 4, 4, 1)).astype(np.float32)
+    x[0, 0, 0, 0], x[1, 3, 3, 0] = 0.02, 0.97  # pixels near the box edges
+    state = [rng.normal(scale=0.25, size=x.shape).astype(np.float32) for _ in range(4)]  # z, u, s, v
+    state[3][0, 2:, 2:, :] *= 0.05  # v small in one group
+    state[3][1, :2, :2, :] = state[0][1, :2, :2, :] + 0.01  # z - v tiny in one group: y_G = 0
+    # Labels from the logits at x + z: example 0's hinge is active (untargeted: its label is the top class;
+    # targeted: the bottom one), example 1's is not (the reverse), and example 2's only thanks to kappa (its
+    # label is the runner-up untargeted, the top class targeted, and kappa exceeds its top-two gap).
+    logits = (x + state[0]).reshape(3, -1) @ W + b
+    order = np.argsort(logits, axis=1)
+    label = np.array([order[0, -1], order[1, 0], order[2, -2]] if not targeted else
+                     [order[0, 0], order[1, -1], order[2, -1]], np.int32)
+    top_two = np.sort(logits, axis=1)[:, -2:]
+    kappa = float(1.5 * (top_two[2, 1] - top_two[2, 0]))
+    eps, gamma, rho, l2_weight, alpha, g = 0.2, 0.4, 1.5, 0.7, 2.0, 2
+    c = np.array([0.8, 2.0, 1.3], np.float32)
+    lo, hi = np.maximum(-eps, -x), np.minimum(eps, 1.0 - x)
+    ref, got = [a.astype(np.float64) for a in state], [tf.constant(a) for a in state]
+    zeroed = shrunk = 0
+    for t in range(3):
+        ref, y_ref, grad = numpy_admm_iteration(W.astype(np.float64), b, x.astype(np.float64), label, *ref, t, c,
+                                                eps, gamma, rho, l2_weight, alpha, kappa, g, targeted)
+        got, y_got = admm_iteration(model, tf.constant(x), tf.constant(label), tuple(got), tf.constant(t),
+                                    tf.constant(c), tf.constant(lo), tf.constant(hi), tf.constant(gamma),
+                                    tf.constant(rho), tf.constant(l2_weight), tf.constant(alpha),
+                                    tf.constant(kappa), g, targeted)
+        np.testing.assert_allclose(y_got.numpy(), y_ref, atol=2e-5, err_msg=f"y at t={t}")
+        for name, a, r in zip("zusv", got, ref):
+            np.testing.assert_allclose(a.numpy(), r, atol=2e-5, err_msg=f"{name} at t={t}")
+        if t == 0:  # the three hinge cases
+            assert np.abs(grad[0]).max() > 0 and np.abs(grad[1]).max() == 0 and np.abs(grad[2]).max() > 0
+        norms = numpy_group_norms(y_ref, g)
+        zeroed += int(np.sum(norms == 0))
+        shrunk += int(np.sum(norms > 0))
+    assert zeroed > 0 and shrunk > 0  # the group soft-threshold both zeroed and shrank groups
+    z = got[0].numpy()
+    assert np.any(z == lo) or np.any(z == hi)  # the projection of z was active
