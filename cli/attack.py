@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from advtf.cli.options import (data_request, dataset_options, make_attack_request, make_threat, print_summary,
-                               progress_factory, run_options, targeting_options, threat_options)
+                               run_job, run_options, targeting_options, threat_options)
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -33,26 +33,25 @@ def attack(**kw):
       advtf attack runs/std --attack ead --norm l1 --eps 20 -O beta=1e-2 -O decision_rule=l1 --out runs/std-ead
       advtf attack runs/std --attack pgd --targeted --target-mode next --out runs/std-pgd-next
 
-    Writes the test (or train) split of adversarial examples, results.json (success rate,
-    accuracy before/after, mean and median l0/l1/l2/linf norms), results.csv/.md,
-    examples.csv/.md (per example), examples.png and manifest.json.
+    Without --norm, pgd runs in l2 and any other attack in its own norm (`--attack str`: linf,
+    `--attack ead`: l1), with that norm's usual --eps. Writes the test (or train) split of
+    adversarial examples, results.json (success rate, accuracy before/after, mean and median
+    l0/l1/l2/linf norms), results.csv/.md, examples.csv/.md (per example), examples.png,
+    accuracy.png (accuracy before and after) and manifest.json.
     """
-    from advtf.attack_run import run_attack_job
-    from advtf.runs import RunDir
+    from advtf.jobs.attack import AttackJobRequest
 
-    options = dict(kw)
     data = data_request(kw)
     threat = make_threat(kw)
-    request = make_attack_request(kw, threat)
-    with RunDir(kw["out"], overwrite=kw["overwrite"], options=options) as run:
-        results = run_attack_job(kw["model_path"], data, request, run, split=kw["split"],
-                                 batch_size=kw["batch_size"], jit=kw["xla"], progress=progress_factory(kw["quiet"]),
-                                 figure_examples=kw["figure_examples"])
+    request = AttackJobRequest(model=kw["model_path"], attack=make_attack_request(kw, threat), data=data,
+                               split=kw["split"], batch_size=kw["batch_size"], figure_examples=kw["figure_examples"],
+                               jit=kw["xla"])
+    results = run_job("attack", request, kw)
     norms = results["norms"]
     rate = results["success_rate"]
     print_summary(
-        f"advtf attack: {request.name} ({threat.norm}, eps={threat.eps:g}, {threat.steps} steps"
-        f"{', targeted ' + request.target_mode if request.targeted else ''}) on {kw['model_path']}",
+        f"advtf attack: {request.attack.name} ({threat.norm}, eps={threat.eps:g}, {threat.steps} steps"
+        f"{', targeted ' + request.attack.target_mode if request.attack.targeted else ''}) on {kw['model_path']}",
         [("images", results["n"]),
          ("accuracy before", results["clean_accuracy"]),
          ("accuracy after", results["adversarial_accuracy"]),

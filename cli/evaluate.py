@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from advtf.cli.options import (data_request, dataset_options, make_threat, parse_attack_options, print_summary,
-                               progress_factory, run_options, strategy_option, threat_options)
+                               run_job, run_options, strategy_option, threat_options)
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -27,20 +27,19 @@ def evaluate(**kw):
       advtf evaluate runs/robust --attack autoattack-lite --norm linf --eps 8/255 --out runs/robust-aa
       advtf evaluate runs/robust --attack cw --norm l2 --eps 0.5 -O search_steps=9 --out runs/robust-cw
 
-    Writes results.json (clean_accuracy, robust_accuracy, n, threat), results.csv/.md and
-    manifest.json to --out.
+    Without --norm, pgd runs in l2 and any other attack in its own norm (`--attack str`: linf),
+    with that norm's usual --eps. Writes results.json (clean_accuracy, robust_accuracy, n,
+    threat), results.csv/.md, accuracy.png (accuracy at eps 0 and at eps) and manifest.json
+    to --out.
     """
-    from advtf.evaluate_run import run_evaluation
-    from advtf.runs import RunDir
+    from advtf.jobs.evaluate import EvaluateRequest
 
-    options = dict(kw)
     data = data_request(kw)
     threat = make_threat(kw)
-    attack_options = parse_attack_options(kw)
-    with RunDir(kw["out"], overwrite=kw["overwrite"], options=options) as run:  # checks --out first
-        results = run_evaluation(kw["model_path"], data, threat, run, attack=kw["attack"], options=attack_options,
-                                 batch_size=kw["batch_size"], strategy=kw["strategy"], jit=kw["xla"],
-                                 progress=progress_factory(kw["quiet"]))
+    request = EvaluateRequest(model=kw["model_path"], threat=threat, data=data, attack=kw["attack"],
+                              options=parse_attack_options(kw), batch_size=kw["batch_size"], jit=kw["xla"],
+                              strategy=kw["strategy"])
+    results = run_job("evaluate", request, kw)
     print_summary(
         f"advtf evaluate: {kw['model_path']} on {results['dataset']}",
         [("clean accuracy", results["clean_accuracy"]),

@@ -89,20 +89,73 @@ def data_request(kwargs: dict):
     )
 
 
+# Conventional radii per norm in [0, 1] pixel units (CIFAR-10: Madry et al. 2018 for linf and l2,
+# Croce & Hein 2021 for l1): --eps when the threat's norm is not the command's own.
+NORM_EPS = {"linf": "8/255", "l2": "0.5", "l1": "12"}
+
+
+def default_norm(attack: str | None, norm: str, *, command_attack: str = "pgd") -> str:
+    """The norm an attack runs in when --norm is not given.
+
+    The command's own ``norm`` for its own attack (or when it has no --attack), else the attack's
+    first registered norm (``advtf attacks``): ``--attack str`` alone runs in linf, ``--attack ead`` in l1.
+    """
+    from advtf.attacks import ATTACKS
+
+    spec = ATTACKS.get(attack) if attack is not None else None
+    if spec is None or (attack == command_attack and norm in spec.norms):
+        return norm  # an unknown name is reported by the request's validation
+    return spec.norms[0]
+
+
+def default_eps(norm: str, command_norm: str, eps: str) -> float:
+    """The radius when --eps is not given: the command's own for its norm, else the norm's conventional one."""
+    from advtf.attacks import parse_number
+
+    return parse_number(eps if norm == command_norm else NORM_EPS.get(norm, eps))
+
+
+def _norm_help(norm: str, attack: bool) -> str:
+    """--norm help naming the effective default of every attack."""
+    from advtf.attacks import ATTACKS
+
+    if not attack:
+        return f"Threat-model norm  [default: {norm}]"
+    own: dict[str, list[str]] = {}
+    for name in ATTACKS:
+        if name != "pgd":
+            own.setdefault(default_norm(name, norm), []).append(name)
+    listing = "; ".join(f"{n} for {', '.join(names)}" for n, names in own.items())
+    return f"Threat-model norm  [default: {norm} for pgd, else the attack's own: {listing}]"
+
+
 def threat_options(*, steps_flag: str = "--steps", norm: str = "l2", eps: str = "0.5", steps: int | None = None,
                    step_size: str | None = None, attack: bool = True, step_size_help: str | None = None):
     """``--attack``, ``--norm``, ``--eps``, steps, ``--step-size``, ``--restarts`` (and ``-O`` options).
 
-    ``step_size_help`` replaces the ``--step-size`` help of a command with its own default.
+    ``norm`` and ``eps`` are the command's defaults for its own attack (pgd); an option not given
+    follows those given (:func:`default_norm`, :func:`default_eps`), so ``--attack str`` alone
+    runs in linf with an linf radius instead of failing on l2. ``step_size_help`` replaces the
+    ``--step-size`` help of a command with its own default.
     """
-    from advtf.attacks import ATTACKS, NORMS
+    from advtf.attacks import NORMS
 
+    def resolve_norm(ctx, param, value):
+        # --attack is declared first, so click has it in ctx.params whenever --norm is not given.
+        return value if value is not None else default_norm(ctx.params.get("attack"), norm)
+
+    def resolve_eps(ctx, param, value):
+        return value if value is not None else default_eps(ctx.params.get("norm") or norm, norm, eps)
+
+    others = ", ".join(f"{NORM_EPS[n]} for {n}" for n in NORM_EPS if n != norm)
     steps_help = "Attack iterations." if steps is not None else \
         "Attack iterations [default: the attack's own, see `advtf attacks`]."
     opts = [
-        click.option("--norm", type=click.Choice(NORMS), default=norm, show_default=True, help="Threat-model norm."),
-        click.option("--eps", type=NUMBER, default=eps, show_default=True,
-                     help="Radius of the threat ball in [0,1] pixel units (8/255 is fine)."),
+        click.option("--norm", type=click.Choice(NORMS), default=None, callback=resolve_norm,
+                     help=_norm_help(norm, attack)),
+        click.option("--eps", type=NUMBER, default=None, callback=resolve_eps,
+                     help=f"Radius of the threat ball in [0,1] pixel units (8/255 is fine)  "
+                          f"[default: {eps} for {norm}; {others}]"),
         click.option(steps_flag, "steps", type=int, default=steps, show_default=steps is not None, help=steps_help),
         click.option("--step-size", type=NUMBER, default=step_size, show_default=step_size is not None,
                      help=step_size_help or ("Attack step size." if step_size is not None else
@@ -111,6 +164,8 @@ def threat_options(*, steps_flag: str = "--steps", norm: str = "l2", eps: str = 
                      help="Random restarts; the worst case per example is kept."),
     ]
     if attack:
+        from advtf.attacks import ATTACKS
+
         # A plain string checked against the registry: an unknown name is a one-line error.
         opts.insert(0, click.option("--attack", default="pgd", show_default=True, metavar="NAME",
                                     help=f"Attack: {', '.join(ATTACKS)} (see `advtf attacks`)."))

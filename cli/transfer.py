@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from advtf.cli.options import (data_request, dataset_options, make_attack_request, make_threat, parse_pairs,
-                               print_summary, progress_factory, run_options, targeting_options, threat_options)
+                               print_summary, run_job, run_options, targeting_options, threat_options)
 
 
 @click.command("robust-table", context_settings={"max_content_width": 100})
@@ -35,16 +35,13 @@ def robust_table(**kw):
     accuracy.png (heat map centred at chance), results.json (accuracy, n, chance) and
     manifest.json.
     """
-    from advtf.analysis.robust_table import run_robust_table
-    from advtf.runs import RunDir
+    from advtf.jobs.robust_table import RobustTableRequest
 
-    options = dict(kw)
     classifiers = parse_pairs(kw.pop("classifiers"), "--classifier")
     testsets = parse_pairs(kw.pop("testsets"), "--testset", "Test=fashion_mnist")
-    data = data_request(kw)
-    with RunDir(kw["out"], overwrite=kw["overwrite"], options=options) as run:
-        results = run_robust_table(classifiers, testsets, data, run, split=kw["split"], batch_size=kw["batch_size"],
-                                   progress=progress_factory(kw["quiet"]))
+    request = RobustTableRequest(classifiers=classifiers, testsets=testsets, data=data_request(kw),
+                                 split=kw["split"], batch_size=kw["batch_size"])
+    results = run_job("robust-table", request, kw)
     print_summary(
         f"advtf robust-table: {len(classifiers)} classifiers x {len(testsets)} test sets "
         f"({kw['split']} split, chance {results['chance']:.3f})",
@@ -85,22 +82,19 @@ def transfer_eval(**kw):
     transfer.png (metric against source eps on a categorical axis, one line per victim),
     results.json (metric, table, white_box, clean, n, threat, attack) and manifest.json.
     """
-    from advtf.analysis.transfer import run_transfer
-    from advtf.runs import RunDir
+    from advtf.jobs.transfer_eval import TransferRequest
 
-    options = dict(kw)
     sources = parse_pairs(kw.pop("sources"), "--source", "1/16=runs/robust")
     victims = parse_pairs(kw.pop("victims"), "--victim", "mobilenet_v2=runs/mnv2")
     data = data_request(kw)
     threat = make_threat(kw)
-    request = make_attack_request(kw, threat)
-    with RunDir(kw["out"], overwrite=kw["overwrite"], options=options) as run:
-        results = run_transfer(sources, victims, data, request, run, batch_size=kw["batch_size"], jit=kw["xla"],
-                               progress=progress_factory(kw["quiet"]))
+    request = TransferRequest(sources=sources, victims=victims, attack=make_attack_request(kw, threat), data=data,
+                              batch_size=kw["batch_size"], jit=kw["xla"])
+    results = run_job("transfer-eval", request, kw)
     metric = results["metric"].replace("_", " ")
     print_summary(
-        f"advtf transfer-eval: {request.name} ({threat.norm}, eps={threat.eps:g}, {threat.steps} steps"
-        f"{', targeted' if request.targeted else ''}) on {results['n']} {results['dataset']} test images; "
+        f"advtf transfer-eval: {request.attack.name} ({threat.norm}, eps={threat.eps:g}, {threat.steps} steps"
+        f"{', targeted' if request.attack.targeted else ''}) on {results['n']} {results['dataset']} test images; "
         f"{metric} per victim",
         [(f"source eps {s['name']}", "  ".join(f"{v} {x:.3f}" for v, x in results["table"][s["name"]].items())
           + f"  | white-box {results['white_box'][s['name']]:.3f}") for s in results["sources"]]

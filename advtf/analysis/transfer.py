@@ -5,7 +5,8 @@ are generated with the compiled attack machinery and, batch by batch, fed to eve
 Untargeted: the victims' error rate on the true labels (Figure 5). Targeted: the fraction of
 victim predictions equal to the target (Figure 6); targets are random classes other than the
 label, drawn from the seed and the batch position only, so every source attacks the same
-target for the same image.
+target for the same image. Pure computation: loading, checking and writing the table are the
+job's (:mod:`advtf.jobs.transfer_eval`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,6 @@ from advtf.adversarial import AttackRequest, attack_batches
 from advtf.analysis.robust_table import count_hits, predict_classes
 from advtf.attacks import parse_number
 from advtf.errors import UserError
-from advtf.inputs import DataRequest, check_model_fits, load_named_models, model_fingerprint
-from advtf.runs import RunDir, write_json, write_table
-
-RESERVED = ("source", "eps", "white_box")  # columns of transfer.csv besides the victims
 
 
 def metric_name(targeted: bool) -> str:
@@ -86,63 +83,3 @@ def transfer_matrix(sources: dict, victims: dict, batches: tf.data.Dataset, requ
             "table": {s: {v: hits[s][v] / n for v in victims} for s in sources},
             "white_box": {s: white_box[s] / n for s in sources},
             "clean": {v: clean[v] / n for v in victims}, "n": n, "targets": targets}
-
-
-def run_transfer(sources: dict[str, str], victims: dict[str, str], data: DataRequest, request: AttackRequest,
-                 run: RunDir, *, batch_size: int = 128, jit: bool = False, progress=None) -> dict:
-    """Transfer attacks of the test split from every source to every victim; writes the run directory.
-
-    ``sources``: ``{ε text: model}`` (ordered by ε in every output); ``victims``: ``{name: model}``.
-    Everything is loaded and checked before the first attack.
-
-    Writes ``transfer.csv/.md`` (sources × victims, plus each source's white-box value),
-    ``transfer.png`` (metric against source ε, one line per victim) and ``results.json`` with keys
-    ``metric``, ``table``, ``white_box``, ``clean``, ``n``, ``sources`` (name, eps, model, by ε),
-    ``x_axis``, ``dataset``, ``inputs`` and the attack's ``attack``, ``threat``, ``options``,
-    ``targeted``, ``target_mode``, ``attack_target``.
-    """
-    from advtf.data import make_batches
-    from advtf.plots.transfer import transfer_curves
-
-    ordered = order_sources(sources)
-    clash = [v for v in victims if v in RESERVED]
-    if clash:
-        raise UserError(f"--victim {clash[0]}: that name is a column of transfer.csv; choose another name")
-    splits = data.load()
-    info = splits.info
-    request.check(info.num_classes)
-    if request.targeted and request.target_mode == "given":
-        raise UserError("transfer-eval needs targets other than the label; drop --target-class "
-                        "(--target-mode random or next)")
-    test = splits.require("test")
-    source_models = load_named_models({name: path for name, _, path in ordered}, "--source")
-    victim_models = load_named_models(victims, "--victim")
-    for option, models in (("--source", source_models), ("--victim", victim_models)):
-        for name, model in models.items():
-            check_model_fits(model, info, what=f"{option} {name}")
-    run.inputs.update(dataset=splits.fingerprint,
-                      sources={name: model_fingerprint(path) for name, _, path in ordered},
-                      victims={name: model_fingerprint(path) for name, path in victims.items()})
-    total = splits.sizes.get("test", 0) * len(ordered)
-    bar = progress(total=total, desc=f"{request.name} from {len(ordered)} sources", unit="img") if progress else None
-    matrix = transfer_matrix(source_models, victim_models, make_batches(test, batch_size, training=False), request,
-                             num_classes=info.num_classes, seed=data.seed, jit=jit, progress=bar)
-    if bar is not None:
-        bar.close()
-    matrix.pop("targets")
-    results = {**matrix, "sources": [{"name": name, "eps": eps, "model": str(path)} for name, eps, path in ordered],
-               "x_axis": "categorical: sources equally spaced in order of eps, labelled by eps",
-               **request.to_json(), "dataset": info.name,
-               "inputs": {"sources": {name: str(path) for name, _, path in ordered},
-                          "victims": {name: str(path) for name, path in victims.items()},
-                          "dataset": data.dataset, "test_subset": data.test_subset, "seed": data.seed}}
-    write_json(run.path / "results.json", results)
-    rows = [{"source": name, "eps": eps, **matrix["table"][name], "white_box": matrix["white_box"][name]}
-            for name, eps, _ in ordered]
-    write_table(run.path, "transfer", rows, ["source", "eps", *victims, "white_box"])
-    kind = "targeted" if request.targeted else "untargeted"
-    transfer_curves(matrix["table"], run.path / "transfer.png", metric=matrix["metric"],
-                    white_box=matrix["white_box"], clean=matrix["clean"],
-                    title=f"{kind} {request.name} transfer ({request.threat.norm}, eps={request.threat.eps:g}) "
-                          f"on {info.name}")
-    return results

@@ -28,6 +28,8 @@ def parse_number(text: str | float | int, *, what: str = "value") -> float:
         return float(Fraction(str(text).strip()))
     except (ValueError, ZeroDivisionError):
         raise UserError(f"{what} {text!r} is not a number; write it as 0.03, 8/255 or 3e-2") from None
+    except OverflowError:
+        raise UserError(f"{what} {text!r} is not a finite number; write it as 0.03, 8/255 or 3e-2") from None
 
 
 @dataclasses.dataclass(frozen=True)

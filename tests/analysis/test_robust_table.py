@@ -1,11 +1,11 @@
-"""``advtf.analysis.robust_table``: the accuracy matrix against numpy, and the borrowed-split guard."""
+"""``advtf.analysis.robust_table``: the accuracy matrix against numpy."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from standins import predict, random_set, selector
 
-from advtf.analysis.robust_table import accuracy_matrix, count_hits, own_split
+from advtf.analysis.robust_table import accuracy_matrix, count_hits
 from advtf.errors import UserError
 
 PERMS = {"identity": [0, 1, 2, 3], "shifted": [1, 2, 3, 0]}
@@ -35,22 +35,6 @@ def test_empty_test_set_is_refused():
     empty = tf.data.Dataset.from_tensor_slices(random_set(0, 0)).batch(4)
     with pytest.raises(UserError, match="empty"):
         accuracy_matrix({"m": selector(PERMS["identity"])}, {"t": empty})
-
-
-def test_a_split_borrowed_from_the_source_is_refused(tmp_path):
-    from advtf.data import DatasetInfo, load_dataset, write_saved_dataset
-
-    images = np.zeros((4, 16, 16, 1), np.float32)
-    info = DatasetInfo(name="only-train", num_classes=10, class_names=tuple(map(str, range(10))),
-                       image_shape=(16, 16, 1), mean=(0.5,), std=(0.25,), natural_images=False, source="test")
-    ds = tf.data.Dataset.from_tensor_slices({"image": images, "label": np.zeros(4, np.int32)})
-    write_saved_dataset(tmp_path / "set", {"train": ds}, kind="robustified", info=info,
-                        source={"dataset": "digits"}, parameters={})
-    splits = load_dataset(str(tmp_path / "set"))
-    assert splits.test is not None  # filled from digits by the loader
-    with pytest.raises(UserError, match="no test split of its own"):
-        own_split(splits, "test", "R")
-    assert own_split(splits, "train", "R") is splits.train
 
 
 class _Counter:

@@ -1,0 +1,161 @@
+"""``advtf attack``: a saved adversarial dataset with per-example success and norms.
+
+The attack loop is :func:`advtf.adversarial.attack_batches`; this job validates the request,
+streams a split through it and writes the dataset, its tables and figures. The request checks
+shared by every attacking job (:func:`check_threat`, :func:`check_attack_request`) live here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from advtf import validation as check
+from advtf.adversarial import ATTACK_TARGETS, AttackRequest, attack_batches, summarize
+from advtf.attacks import TARGET_MODES, Threat, check_attack
+from advtf.data import make_batches, save_dataset
+from advtf.errors import UserError
+from advtf.inputs import DataRequest, load_trained_model, model_fingerprint, model_name
+from advtf.jobs import Request
+from advtf.plots.adversarial import examples_figure
+from advtf.plots.robustness import accuracy_vs_eps
+from advtf.runs import write_json, write_table
+
+# Per-example fields written to examples.csv (the images go into the saved dataset).
+EXAMPLE_COLUMNS = ["index", "label", "target", "clean_prediction", "adversarial_prediction", "success",
+                   "l0", "l1", "l2", "linf"]
+
+
+def check_threat(attack: str, threat: Threat, options: dict | None = None) -> None:
+    """UserError unless ``attack`` is registered, supports ``threat.norm`` and takes ``options``,
+    the budget is finite and in range, and every numeric ``-O`` value is finite."""
+    check.positive("--eps", threat.eps)
+    check.count("--steps", threat.steps)
+    check.count("--restarts", threat.restarts)
+    if threat.step_size is not None:
+        check.positive("--step-size", threat.step_size)
+    check_attack(attack, threat.norm, options)
+    for key, value in (options or {}).items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            check.finite(f"-O {key}", value)
+
+
+def check_attack_request(request: AttackRequest) -> None:
+    """Everything of ``request`` that can be checked before the dataset is loaded.
+
+    The target class against the number of classes is checked after loading
+    (:meth:`AttackRequest.check`).
+    """
+    check_threat(request.name, request.threat, request.options)
+    check.choice("--attack-target", request.attack_target, ATTACK_TARGETS)
+    check.choice("--target-mode", request.target_mode, TARGET_MODES)
+    if request.target_class is not None:
+        check.count("--target-class", request.target_class, minimum=0)
+        if not request.targeted:
+            raise UserError("--target-class only applies with --targeted")
+    elif request.targeted and request.target_mode == "given":
+        raise UserError("--target-mode given needs --target-class K")
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackJobRequest(Request):
+    """Options of ``advtf attack``."""
+
+    model: str
+    attack: AttackRequest
+    data: DataRequest = DataRequest()
+    split: str = "test"
+    batch_size: int = 128
+    figure_examples: int = 8
+    jit: bool = False
+
+    def __post_init__(self):
+        check_attack_request(self.attack)
+        check.choice("--split", self.split, ("test", "train"))
+        check.count("--batch-size", self.batch_size)
+        check.count("--figure-examples", self.figure_examples, minimum=0)
+        check.seed(self.data.seed)
+
+    def inputs(self) -> list[str]:
+        return [self.model, self.data.dataset]
+
+
+def accuracy_figure(model: str, clean: float, attacked: float, threat: Threat, path, *, num_classes: int,
+                    title: str) -> None:
+    """Accuracy at eps 0 (clean) and at the threat's eps (attacked), with chance marked."""
+    accuracy_vs_eps({model_name(model): [(0.0, clean), (float(threat.eps), attacked)]}, path,
+                    xlabel=f"{threat.norm} eps", chance=1.0 / num_classes, title=title)
+
+
+def run(request: AttackJobRequest, run, *, progress=None, report=None) -> dict[str, Any]:
+    """Attacks ``request.split`` of the dataset and writes the run directory.
+
+    The run directory is itself a saved dataset (``<split>/`` in ``tf.data.Dataset.save`` format,
+    ``manifest.json`` with a ``dataset`` section), so ``--dataset OUT`` works in every command;
+    its elements hold ``image`` (adversarial), ``natural``, ``label``, ``target``, ``success``,
+    ``clean_prediction`` and ``adversarial_prediction``. Also: ``results.json``, ``results.csv/.md``,
+    ``examples.csv/.md`` (per example: predictions, success, norms), ``examples.png`` (the first
+    ``figure_examples``) and ``accuracy.png`` (accuracy before and after).
+
+    ``results.json`` keys: ``n``, ``clean_accuracy`` (before), ``adversarial_accuracy`` (after),
+    ``robust_accuracy`` (correct before and after), ``success_rate`` (over attackable examples),
+    ``success_rate_on_correct``, ``norms`` (l0/l1/l2/linf: mean, median, and over successful
+    examples), ``attack``, ``threat``, ``options``, ``targeted``, ``dataset``, ``model``.
+    """
+    attack, data, split = request.attack, request.data, request.split
+    splits = data.load()
+    attack.check(splits.info.num_classes)
+    source = splits.require(split)
+    model = load_trained_model(request.model, splits.info.image_shape)
+    fingerprint = model_fingerprint(request.model)
+    run.record_inputs(dataset=splits.fingerprint, model=fingerprint)
+    bar = progress(total=splits.sizes.get(split), desc=f"{attack.name} on {split}", unit="img") if progress else None
+    chunks = list(attack_batches(model, make_batches(source, request.batch_size, training=False), attack,
+                                 num_classes=splits.info.num_classes, seed=data.seed, jit=request.jit, progress=bar))
+    if bar is not None:
+        bar.close()
+    if not chunks:
+        raise UserError(f"the {split} split of {data.dataset} is empty; nothing to attack")
+    rows = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    summary = summarize(rows, targeted=attack.targeted)
+    elements = {
+        "image": rows["image"].astype(np.float32), "natural": rows["natural"].astype(np.float32),
+        "label": rows["label"].astype(np.int32), "target": rows["target"].astype(np.int32),
+        "success": rows["success"].astype(bool),
+        "clean_prediction": rows["clean_prediction"].astype(np.int32),
+        "adversarial_prediction": rows["adversarial_prediction"].astype(np.int32),
+    }
+    section = save_dataset(
+        run.path, {split: tf.data.Dataset.from_tensor_slices(elements)}, kind="adversarial", info=splits.info,
+        source={"dataset": data.dataset, "model": fingerprint, "split": split, "fingerprint": splits.fingerprint},
+        parameters=attack.to_json(),
+    )
+    run.extra["dataset"] = section
+    threat = attack.threat
+    results = {**summary, **attack.to_json(), "split": split, "dataset": splits.info.name, "model": str(request.model)}
+    write_json(run.path / "results.json", results)
+    table = {"model": str(request.model), "dataset": splits.info.name, "attack": attack.name, "norm": threat.norm,
+             "eps": threat.eps, "steps": threat.steps, "targeted": attack.targeted,
+             "n": summary["n"], "clean_accuracy": summary["clean_accuracy"],
+             "adversarial_accuracy": summary["adversarial_accuracy"], "success_rate": summary["success_rate"]}
+    for norm in ("l0", "l1", "l2", "linf"):
+        table[f"mean_{norm}"] = summary["norms"][norm]["mean"]
+        table[f"median_{norm}"] = summary["norms"][norm]["median"]
+    write_table(run.path, "results", [table])
+    examples = [{"index": i, **{c: _scalar(rows[c][i]) for c in EXAMPLE_COLUMNS[1:]}} for i in range(summary["n"])]
+    write_table(run.path, "examples", examples, EXAMPLE_COLUMNS)
+    title = f"{attack.name} ({threat.norm}, eps={threat.eps:g})"
+    examples_figure(rows, run.path / "examples.png", count=request.figure_examples, norm=threat.norm,
+                    eps=threat.eps, class_names=splits.info.class_names, title=title)
+    accuracy_figure(request.model, summary["clean_accuracy"], summary["adversarial_accuracy"], threat,
+                    run.path / "accuracy.png", num_classes=splits.info.num_classes,
+                    title=f"accuracy before and after {title}")
+    return results
+
+
+def _scalar(v):
+    v = v.item() if hasattr(v, "item") else v
+    return round(v, 6) if isinstance(v, float) else v
