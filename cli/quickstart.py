@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from advtf.cli.options import print_summary, progress_factory, run_options
+from advtf.cli.options import print_summary, run_job, run_options
 
 
 @click.command()
@@ -12,22 +12,20 @@ from advtf.cli.options import print_summary, progress_factory, run_options
               help="Directory holding the Fashion-MNIST idx files [default: the Debian package's].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @run_options(resumable=True)
-def quickstart(data_dir, seed, out, overwrite, quiet, resume):
+def quickstart(**kw):
     """Train a standard and an L2-robust model on Fashion-MNIST and compare them under PGD.
 
     About 10 minutes on a 2-core CPU. Writes report.md, accuracy_vs_eps.png/.csv,
-    results.json and the two training runs (standard/, robust/) to --out.
+    results.json and the two training runs (standard/, robust/) to --out. --resume keeps a
+    finished training run and continues the other from its last finished epoch.
 
     \b
     Example:
       advtf quickstart --out runs/quickstart
     """
-    from advtf.quickstart import run_quickstart
-    from advtf.runs import RunDir
+    from advtf.jobs.quickstart import QuickstartRequest
 
-    options = {"data_dir": data_dir, "seed": seed}
-    with RunDir(out, overwrite=overwrite, resume=resume, resumable=True, options=options) as run:
-        results = run_quickstart(run.path, data_dir=data_dir, seed=seed, progress=progress_factory(quiet))
+    results = run_job("quickstart", QuickstartRequest(data_dir=kw["data_dir"], seed=kw["seed"]), kw)
     eps = results["eps"]
     print_summary("advtf quickstart: Fashion-MNIST, standard vs L2-robust", [
         ("standard clean accuracy", results["standard"]["clean_accuracy"]),
@@ -35,5 +33,5 @@ def quickstart(data_dir, seed, out, overwrite, quiet, resume):
         ("robust clean accuracy", results["robust"]["clean_accuracy"]),
         (f"robust PGD accuracy (L2 eps {eps:g})", results["robust"]["robust_accuracy"]),
         ("robust gain", results["robust_gain"]),
-        ("report", f"{out}/report.md"),
+        ("report", f"{kw['out']}/report.md"),
     ])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from advtf.cli.options import (IntList, NUMBER, data_request, dataset_options, make_threat, print_summary,
-                               progress_factory, run_options, strategy_option, threat_options)
+from advtf.cli.options import (IntList, NUMBER, data_request, dataset_options, print_summary, run_job, run_options,
+                               strategy_option, threat_options)
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -40,9 +40,11 @@ from advtf.cli.options import (IntList, NUMBER, data_request, dataset_options, m
 @click.option("--augment/--no-augment", default=None,
               help="Random crop (4-px pad) + flip [default: on for natural images, off for Fashion-MNIST].")
 @click.option("--select-by", type=click.Choice(["auto", "last", "clean", "robust"]), default="auto",
-              show_default=True, help="Which epoch's weights to keep: by validation accuracy, or the last.")
+              show_default=True,
+              help="Which epoch's weights to keep: by validation accuracy (clean, robust: needs --validation; "
+                   "auto: robust with --robust) or the last.")
 @click.option("--early-stopping", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Stop after N epochs without validation improvement (0: off).")
+              help="Stop after N epochs without validation improvement (0: off; needs --validation).")
 @click.option("--precise-bn", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="After training, recompute BatchNormalization statistics over N training batches with the "
                    "final weights (short runs of keras.applications victims need it).")
@@ -69,13 +71,16 @@ def train(**kw):
     The default --schedule piecewise divides --lr by 10 at 50% and 75% of --epochs (epochs 50
     and 75 of 100, as the local-properties paper) unless --lr-milestones is given.
 
-    Writes model.keras, results.json, history.csv, training.png, logs/ (TensorBoard) and
-    manifest.json to --out.
+    --resume continues an interrupted run from its last finished epoch and ends exactly where an
+    uninterrupted run with the same options does (it refuses other options or a changed dataset).
+
+    Writes model.keras, results.json, results.csv/.md, history.csv, training.png,
+    initial.weights.h5, logs/ (TensorBoard) and manifest.json to --out.
     """
-    from advtf.runs import RunDir
-    from advtf.training.loop import AdversarialConfig, TrainConfig
-    from advtf.training.run import DERIVED_SET_DEFAULTS, ModelRequest, TrainJob, derived_set_kind, run_training
-    from advtf.training.schedules import default_milestones
+    import dataclasses
+
+    from advtf.distribute.strategy import is_chief
+    from advtf.jobs.train import DERIVED_SET_DEFAULTS, TrainRequest, derived_set_kind
 
     kind = derived_set_kind(kw["dataset"])
     derived_defaults = {}
@@ -83,59 +88,43 @@ def train(**kw):
         source = click.get_current_context().get_parameter_source
         derived_defaults = {k: v for k, v in DERIVED_SET_DEFAULTS.items()
                             if source(k) == click.core.ParameterSource.DEFAULT}
+        if "early_stopping" in derived_defaults and not derived_defaults.get("validation", kw["validation"]):
+            del derived_defaults["early_stopping"]  # early stopping needs the validation split the user declined
         kw.update(derived_defaults)
-    if kw["lr_milestones"] is None:  # recorded as given to the loop: the effective milestones
-        kw["lr_milestones"] = default_milestones(kw["epochs"]) if kw["schedule"] == "piecewise" else ()
-    options = dict(kw)
+    validation = kw["validation"]
     data = data_request(kw)
-    threat = make_threat(kw)
-    adversarial = None
-    if kw.pop("robust"):
-        adversarial = AdversarialConfig(threat=threat, attack_target=kw.pop("attack_target"),
-                                        clean_fraction=kw.pop("clean_fraction"), fast=kw.pop("fast"))
-    elif kw["fast"] or kw["clean_fraction"]:
-        raise click.UsageError("--fast and --clean-fraction only apply with --robust")
-    from dataclasses import replace
-
-    eval_threat = replace(threat, steps=kw["eval_steps"], step_size=None)
-    select_by = kw["select_by"]
-    if select_by == "auto":
-        select_by = ("robust" if adversarial else "clean") if data.validation else "last"
-    config = TrainConfig(
-        epochs=kw["epochs"], batch_size=kw["batch_size"], optimizer=kw["optimizer"], lr=kw["lr"],
-        momentum=kw["momentum"], nesterov=kw["nesterov"], weight_decay=kw["weight_decay"],
-        schedule=kw["schedule"], lr_milestones=kw["lr_milestones"], augment=kw["augment"], select_by=select_by,
-        early_stopping=kw["early_stopping"], save_every_epoch=kw["save_every_epoch"], seed=data.seed,
-        jit=kw["xla"], precise_bn=kw["precise_bn"],
-    )
-    model = ModelRequest(kw["model_name"], width=kw["width"], weights=None if kw["weights"] == "none" else "imagenet")
-    job = TrainJob(data=data, model=model, config=config, adversarial=adversarial, eval_threat=eval_threat,
-                   strategy=kw["strategy"])
-    from advtf.distribute.strategy import is_chief
-
-    out = kw["out"]
+    if validation >= 1 and validation != int(validation):  # not a count: the request says so
+        data = dataclasses.replace(data, validation=validation)
+    request = TrainRequest(
+        data=data, model=kw["model_name"], width=kw["width"], weights=None if kw["weights"] == "none" else kw["weights"],
+        robust=kw["robust"], norm=kw["norm"], eps=kw["eps"], attack_steps=kw["steps"], step_size=kw["step_size"],
+        restarts=kw["restarts"], attack_target=kw["attack_target"], clean_fraction=kw["clean_fraction"],
+        fast=kw["fast"], eval_steps=kw["eval_steps"], epochs=kw["epochs"], batch_size=kw["batch_size"],
+        optimizer=kw["optimizer"], lr=kw["lr"], momentum=kw["momentum"], nesterov=kw["nesterov"],
+        weight_decay=kw["weight_decay"], schedule=kw["schedule"], lr_milestones=kw["lr_milestones"],
+        augment=kw["augment"], select_by=kw["select_by"], early_stopping=kw["early_stopping"],
+        precise_bn=kw["precise_bn"], save_every_epoch=kw["save_every_epoch"], jit=kw["xla"],
+        strategy=kw["strategy"])
     if not is_chief():  # non-chief workers of a multi-worker cluster write nothing the user sees
         import tempfile
 
-        out = f"{tempfile.mkdtemp(prefix='advtf-worker-')}/run"
-    with RunDir(out, overwrite=kw["overwrite"], resume=kw["resume"], resumable=True, options=options) as run:
-        results = run_training(job, run.path, progress=progress_factory(kw["quiet"]))
-        run.inputs["dataset"] = results["dataset_fingerprint"]
+        kw = {**kw, "out": f"{tempfile.mkdtemp(prefix='advtf-worker-')}/run"}
+    results = run_job("train", request, kw)
     if derived_defaults:
         click.echo(f"{kind} training set: used Springer et al.'s Table 3 defaults "
                    + " ".join("--no-augment" if k == "augment" else f"--{k.replace('_', '-')} {v:g}"
                               if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
                               for k, v in derived_defaults.items())
                    + " (pass an option to override it)")
+    threat = request.eval_threat
     print_summary(
-        f"advtf train: {model.name} on {results['dataset']}" + (" (adversarial)" if adversarial else ""),
+        f"advtf train: {request.model} on {results['dataset']}" + (" (adversarial)" if request.robust else ""),
         [("clean accuracy", results["clean_accuracy"]),
-         (f"robust accuracy (PGD-{eval_threat.steps} {eval_threat.norm} eps={eval_threat.eps:g})",
-          results["robust_accuracy"]),
-         ("optimizer", f"{config.optimizer}, lr {config.lr:g}, {config.schedule}"
-          + (f" (/10 at epochs {', '.join(f'{m:g}' for m in config.lr_milestones)})"
-             if config.schedule == "piecewise" and config.lr_milestones else "")
-          + f", weight decay {config.weight_decay:g}"),
+         (f"robust accuracy (PGD-{threat.steps} {threat.norm} eps={threat.eps:g})", results["robust_accuracy"]),
+         ("optimizer", f"{request.optimizer}, lr {request.lr:g}, {request.schedule}"
+          + (f" (/10 at epochs {', '.join(f'{m:g}' for m in request.lr_milestones)})"
+             if request.schedule == "piecewise" and request.lr_milestones else "")
+          + f", weight decay {request.weight_decay:g}"),
          ("test images", results["n_test"]), ("epochs", results["epochs"]), ("best epoch", results["best_epoch"]),
          ("wall seconds", results["wall_seconds"])],
         out=kw["out"],

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from pathlib import Path
+from typing import Any
 
+from advtf import validation as check
 from advtf.attacks import Threat
+from advtf.data import make_batches
+from advtf.evaluation import evaluate
 from advtf.inputs import DataRequest, load_trained_model
+from advtf.jobs import Request
+from advtf.jobs.train import TrainRequest, train_and_evaluate
+from advtf.plots.robustness import accuracy_vs_eps
 from advtf.runs import read_json, write_json, write_table
-from advtf.training.loop import AdversarialConfig, TrainConfig
-from advtf.training.run import ModelRequest, TrainJob, run_training
+from advtf.runs.resume import RESUME
+
+KINDS = ("standard", "robust")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,42 +42,63 @@ class QuickstartSettings:
     sweep: tuple = (0.0, 0.5, 1.0, 1.5, 2.0)
 
 
-def _jobs(s: QuickstartSettings, data: DataRequest):
-    threat = Threat(norm="l2", eps=s.eps, steps=s.attack_steps)
-    config = TrainConfig(epochs=s.epochs, batch_size=s.batch_size, optimizer="adam", lr=s.lr,
-                         weight_decay=0.0, schedule="cosine", seed=data.seed)
-    model = ModelRequest(s.model, width=s.width)
-    eval_threat = dataclasses.replace(threat, steps=s.eval_steps, step_size=None)
-    return {
-        "standard": TrainJob(data, model, config, None, eval_threat),
-        "robust": TrainJob(data, model, config, AdversarialConfig(threat), eval_threat),
-    }
+@dataclasses.dataclass(frozen=True)
+class QuickstartRequest(Request):
+    """Options of ``advtf quickstart`` (``settings``: the budget, fixed on the command line)."""
+
+    data_dir: str | None = None
+    seed: int = 0
+    settings: QuickstartSettings = QuickstartSettings()
+
+    def __post_init__(self):
+        check.seed(self.seed)
+        for eps in self.settings.sweep:
+            check.non_negative("the eps sweep", eps)
+        self.training()  # the two training requests validate the budget
+
+    def inputs(self) -> list[str]:
+        return [self.data_dir] if self.data_dir else []
+
+    @property
+    def data(self) -> DataRequest:
+        s = self.settings
+        return DataRequest("fashion_mnist", data_dir=self.data_dir, train_subset=s.train_subset,
+                           test_subset=s.test_subset, seed=self.seed)
+
+    def training(self) -> dict[str, TrainRequest]:
+        """The two ``advtf train`` requests: Adam with cosine decay, standard and L2 PGD (Madry et al.)."""
+        s = self.settings
+        return {kind: TrainRequest(data=self.data, model=s.model, width=s.width, robust=kind == "robust", norm="l2",
+                                   eps=s.eps, attack_steps=s.attack_steps, eval_steps=s.eval_steps, epochs=s.epochs,
+                                   batch_size=s.batch_size, optimizer="adam", lr=s.lr, weight_decay=0.0,
+                                   schedule="cosine", select_by="last")
+                for kind in KINDS}
 
 
-def run_quickstart(workdir: Path, *, data_dir: str | None = None, seed: int = 0,
-                   settings: QuickstartSettings = QuickstartSettings(), progress=None) -> dict:
-    """Runs the main job into ``workdir``; finished parts found there are kept (resume).
+def run(request: QuickstartRequest, run, *, progress=None, report=None) -> dict[str, Any]:
+    """Runs the main job into ``run``; a finished training sub-run found there is kept (resume).
 
-    ``results.json``: ``standard`` and ``robust`` (each ``clean_accuracy``,
-    ``robust_accuracy``), ``robust_gain`` (robust minus standard PGD accuracy), ``eps``,
-    ``sweep`` (rows of model, eps, accuracy), ``settings``.
+    Each sub-run (``standard/``, ``robust/``) is a complete ``advtf train`` run directory with its
+    checkpoints in ``<sub>/resume/train`` until it finishes; the run's resume store then marks it
+    done (so an interrupted quickstart keeps it) and the checkpoints are removed. ``results.json``: ``standard`` and
+    ``robust`` (each ``clean_accuracy``, ``robust_accuracy``, ``wall_seconds``), ``robust_gain``
+    (robust minus standard PGD accuracy), ``eps``, ``norm``, ``sweep`` (rows of model, eps,
+    accuracy), ``settings``.
     """
-    from advtf.data import make_batches
-    from advtf.evaluation import evaluate
-    from advtf.plots.robustness import accuracy_vs_eps
-
-    workdir = Path(workdir)
-    data = DataRequest("fashion_mnist", data_dir=data_dir, train_subset=settings.train_subset,
-                       test_subset=settings.test_subset, seed=seed)
+    settings, seed = request.settings, request.seed
+    splits = request.data.load()
+    splits.require("train")
+    run.record_inputs(dataset=splits.fingerprint)
+    workdir = run.path
     runs = {}
-    for kind, job in _jobs(settings, data).items():
+    for kind, training in request.training().items():
         sub = workdir / kind
-        if (sub / "results.json").exists():
+        if run.store.is_done(kind) and (sub / "results.json").exists():
             runs[kind] = read_json(sub / "results.json")
         else:
-            runs[kind] = run_training(job, sub, progress=progress)
-            shutil.rmtree(sub / "resume", ignore_errors=True)  # that model is finished: its results.json says so
-    splits = data.load()
+            runs[kind] = train_and_evaluate(training, splits, sub, progress=progress)
+            run.store.mark_done(kind)  # the partial is kept from now on, with this finished sub-run
+        shutil.rmtree(sub / RESUME, ignore_errors=True)  # that model is finished: its checkpoints go
     test = make_batches(splits.test, 250, training=False)
     rows = []
     for kind in runs:

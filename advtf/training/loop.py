@@ -3,7 +3,10 @@
 A custom loop with ``strategy.run`` rather than ``model.fit``: Keras 3's ``fit`` fails under
 MultiWorkerMirroredStrategy (keras-team/keras#20585), and adversarial training needs the
 attack inside the step anyway. Checkpoints every epoch make ``--resume`` exact: data order,
-augmentation and attack noise are all seeded by (seed, epoch, step).
+augmentation and attack noise are all seeded by (seed, epoch, step), never by how many steps ran
+in this process, so a run killed anywhere (even mid-epoch) redoes the epoch after its last
+checkpoint exactly. Each epoch's files (history, best weights) are written before its checkpoint:
+a kill between them leaves rows and weights the redone epoch rewrites identically.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -150,10 +154,12 @@ class TrainResult:
 
 
 def _read_history(path: Path) -> list[dict]:
+    """The rows ``_write_history`` wrote, typed as the loop makes them (integer epochs, floats, None)."""
     if not path.exists():
         return []
     with open(path) as f:
-        return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: (None if v in ("", None) else int(v) if k == "epoch" else float(v)) for k, v in row.items()}
+                for row in csv.DictReader(f)]
 
 
 def _write_history(path: Path, history: list[dict]) -> None:
@@ -173,7 +179,7 @@ def _selection_score(row: dict, select_by: str) -> float:
 def train(build_model: Callable[[], keras.Model], data: DataSplits, config: TrainConfig,
           adversarial: AdversarialConfig | None = None, *, workdir: str | Path,
           strategy: tf.distribute.Strategy | None = None, progress: Callable | None = None,
-          on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+          on_epoch: Callable[[dict], None] | None = None, checkpoints: str | Path | None = None) -> TrainResult:
     """Trains ``build_model()`` on ``data.train`` and returns the selected model.
 
     Args:
@@ -181,8 +187,10 @@ def train(build_model: Callable[[], keras.Model], data: DataSplits, config: Trai
         data: splits from :func:`advtf.data.load_dataset`.
         config: optimisation settings.
         adversarial: attack settings for adversarial training; ``None`` trains on clean data.
-        workdir: holds ``resume/train/`` (checkpoints, ``best.weights.h5``), ``history.csv``, ``logs/`` and
-            ``epochs/`` (with ``save_every_epoch``); an existing checkpoint is resumed.
+        workdir: holds ``history.csv``, ``logs/`` and ``epochs/`` (with ``save_every_epoch``).
+        checkpoints: the directory of the per-epoch checkpoints and ``best.weights.h5`` (default
+            ``workdir/resume/train``; a job passes its resume store's ``train`` entry); an existing
+            checkpoint there is resumed.
         strategy: a ``tf.distribute`` strategy (default: the current one).
         progress: ``progress(total=steps, desc=...)`` returning a tqdm-like bar, or ``None``.
         on_epoch: called with each epoch's history row.
@@ -204,7 +212,8 @@ def train(build_model: Callable[[], keras.Model], data: DataSplits, config: Trai
         optimizer.build(model.trainable_variables)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
-    manager = tf.train.CheckpointManager(checkpoint, workdir / RESUME_DIR, max_to_keep=2)
+    checkpoints = Path(checkpoints) if checkpoints is not None else workdir / RESUME_DIR
+    manager = tf.train.CheckpointManager(checkpoint, checkpoints, max_to_keep=2)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).expect_partial()
     history = _read_history(workdir / "history.csv")[: int(epoch_var.numpy())]
@@ -214,7 +223,7 @@ def train(build_model: Callable[[], keras.Model], data: DataSplits, config: Trai
     val_threat = adversarial.threat if (adversarial and config.select_by == "robust") else None
     validate = Evaluator(model, threat=val_threat, strategy=strategy, seed=config.seed, jit=config.jit)
     writer = tf.summary.create_file_writer(str(workdir / "logs"))
-    best_path = workdir / RESUME_DIR / "best.weights.h5"
+    best_path = checkpoints / "best.weights.h5"
     best_path.parent.mkdir(parents=True, exist_ok=True)
     for epoch in range(int(epoch_var.numpy()), config.epochs):
         start = time.time()
@@ -244,14 +253,15 @@ def train(build_model: Callable[[], keras.Model], data: DataSplits, config: Trai
         best_before = max((_selection_score(r, config.select_by) for r in history), default=-math.inf)
         history.append(row)
         if _selection_score(row, config.select_by) > best_before:
-            model.save_weights(best_path)
+            save_weights_atomically(model, best_path)
         if config.save_every_epoch:
             (workdir / "epochs").mkdir(exist_ok=True)
             model.save(workdir / "epochs" / f"epoch_{epoch + 1:03d}.keras")
         _log_scalars(writer, row)
+        # The history first, the checkpoint last: a resume keeps the first `epoch` rows of the history.
+        _write_history(workdir / "history.csv", history)
         epoch_var.assign(epoch + 1)
         manager.save(checkpoint_number=epoch + 1)
-        _write_history(workdir / "history.csv", history)
         if on_epoch is not None:
             on_epoch(row)
         if _should_stop(history, config):
@@ -260,6 +270,14 @@ def train(build_model: Callable[[], keras.Model], data: DataSplits, config: Trai
     if best_path.exists() and config.select_by != "last":
         model.load_weights(best_path)
     return TrainResult(model=model, history=history, best_epoch=best_epoch, epochs_run=len(history))
+
+
+def save_weights_atomically(model: keras.Model, path: Path) -> None:
+    """``model.save_weights(path)`` written aside and renamed: a kill leaves the old file or the new one."""
+    path = Path(path)
+    tmp = path.with_name(".tmp-" + path.name)  # Keras wants the .weights.h5 ending
+    model.save_weights(tmp)
+    os.replace(tmp, path)
 
 
 def _current_lr(optimizer) -> float:
