@@ -45,7 +45,7 @@ def main():
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
-    from advtf.analysis.relabel import RelabelRequest, relabel_batch
+    from advtf.analysis.relabel import relabel_batch
     from advtf.analysis.robustify import representation_model, robustify_batch
     from advtf.attacks import Threat
     from advtf.attacks.losses import cross_entropy
@@ -59,8 +59,7 @@ def main():
     x0 = tf.constant(rng.uniform(size=(args.batch, *shape)).astype(np.float32))
     y = tf.constant(rng.integers(0, 10, args.batch).astype(np.int32))
     target = (y + 1) % 10
-    request = RelabelRequest(mode="negative", threat=Threat(norm="l2", eps=0.5, steps=args.steps, step_size=0.1,
-                                                           random_start=False))
+    threat = Threat(norm="l2", eps=0.5, steps=args.steps, step_size=0.1, random_start=False)
 
     @tf.function
     def grad(images, labels):
@@ -79,7 +78,7 @@ def main():
         out[0].numpy()
 
     def run_relabel():
-        relabel_batch(model, x, y, target, request, seed=[0, 0])
+        relabel_batch(model, x, y, target, attack="pgd", threat=threat, seed=[0, 0])
 
     impls = {"grad": run_grad, "robustify": run_robustify, "relabel": run_relabel}
     for fn in impls.values():  # warm-up: tracing

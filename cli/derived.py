@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from advtf.cli.options import (NUMBER, data_request, dataset_options, make_threat, parse_attack_options,
-                               print_summary, progress_factory, run_job, run_options, strategy_option, threat_options)
+from advtf.cli.options import (NUMBER, data_request, dataset_options, parse_attack_options, print_summary, run_job,
+                               run_options, strategy_option, threat_options)
 
 
 def chunked_job_options(*, chunk_size: int, loop: str):
@@ -108,21 +108,17 @@ def relabel(**kw):
     image, label (the new one), original_label, index and success; results.json has
     success_rate and label_histogram, labels.csv/.md the histogram, relabeled.png examples.
     """
-    import dataclasses
+    from advtf.jobs.relabel import RelabelRequest
 
-    from advtf.analysis.relabel import RelabelRequest, run_relabel
-    from advtf.runs import RunDir
-
-    options = dict(kw)
     data = data_request(kw)
-    threat = make_threat(kw)
-    threat = dataclasses.replace(threat, random_start=kw["random_start"] or threat.restarts > 1)
-    request = RelabelRequest(mode=kw["mode"], per_image=kw["per_image"], attack=kw["attack"], threat=threat,
+    request = RelabelRequest(model=kw["model_path"], data=data, mode=kw["mode"], per_image=kw["per_image"],
+                             attack=kw["attack"], norm=kw["norm"], eps=kw["eps"], steps=kw["steps"],
+                             step_size=kw["step_size"], restarts=kw["restarts"], random_start=kw["random_start"],
                              options=parse_attack_options(kw), split=kw["split"], batch_size=kw["batch_size"],
-                             chunk_size=kw["chunk_size"], jit=kw["xla"], figure_examples=kw["figure_examples"])
-    with RunDir(kw["out"], overwrite=kw["overwrite"], resume=kw["resume"], resumable=True, options=options) as run:
-        results = run_relabel(kw["model_path"], data, request, run, strategy=kw["strategy"],
-                              progress=progress_factory(kw["quiet"]))
+                             chunk_size=kw["chunk_size"], jit=kw["xla"], figure_examples=kw["figure_examples"],
+                             strategy=kw["strategy"])
+    results = run_job("relabel", request, kw)
+    threat = request.threat
     hist = results["label_histogram"]
     print_summary(
         f"advtf relabel: {request.mode}-robust set from {kw['model_path']} ({request.attack} {threat.norm} "

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from advtf.cli.options import (IntList, NUMBER, data_request, dataset_options, make_threat, print_summary,
-                               progress_factory, run_options, strategy_option, threat_options)
+from advtf.cli.options import (IntList, NUMBER, data_request, dataset_options, print_summary, run_job, run_options,
+                               strategy_option, threat_options)
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -83,53 +83,26 @@ def retrain(**kw):
     Writes results.json, results.csv/.md (clean and robust accuracy per cell, "pretrained" =
     only pretrained), cells/<cell>/ (results.json, history.csv, model.keras with --save-models),
     retrain_cutoff.png / retrain_layers.png / retrain_combinations.png (+ combinations.csv/.md) /
-    retrain_reinit.png for the sweeps, and manifest.json to --out.
+    retrain_reinit.png for the sweeps, retrain_cell.png (only pretrained vs retrained) for a single
+    cell, and manifest.json to --out.
     """
-    from dataclasses import replace
+    from advtf.jobs.retrain import RetrainRequest
 
-    from advtf.analysis.retrain import RetrainJob
-    from advtf.errors import UserError
-    from advtf.inputs import load_trained_model
-    from advtf.runs import RunDir
-    from advtf.training.loop import AdversarialConfig, TrainConfig
-    from advtf.training.retrain import retraining_threat
-
-    options = dict(kw)
     data = data_request(kw)
-    threat = make_threat(kw)
-    mode = kw["mode"]
-    if kw["reinit_only"]:
-        if mode is not None:
-            raise UserError("--reinit-only does not retrain; drop --mode")
-    elif mode is None:
-        raise UserError("choose --mode adversarial or --mode conventional (or --reinit-only)")
-    adversarial = None
-    if mode == "adversarial":
-        training_threat = threat if kw["fast"] else retraining_threat(threat)
-        options["step_size"] = training_threat.alpha if not kw["fast"] else None  # the effective PGD step
-        adversarial = AdversarialConfig(threat=training_threat, attack_target=kw["attack_target"],
-                                        clean_fraction=kw["clean_fraction"], fast=kw["fast"])
-    elif kw["fast"]:
-        raise UserError("--fast only applies with --mode adversarial")
-    config = TrainConfig(epochs=kw["epochs"], batch_size=kw["batch_size"], optimizer=kw["optimizer"], lr=kw["lr"],
-                         momentum=kw["momentum"], nesterov=kw["nesterov"], weight_decay=kw["weight_decay"],
-                         schedule=kw["schedule"], lr_milestones=kw["lr_milestones"], augment=kw["augment"],
-                         seed=data.seed)
-    eval_threat = replace(threat, steps=kw["eval_steps"], step_size=None)
-    job = RetrainJob(pretrained=kw["pretrained"], data=data, config=config, adversarial=adversarial,
-                     eval_threat=eval_threat, sweep=kw["sweep"], part=kw["part"], cutoff=kw["cutoff"],
-                     modules=kw["modules"], layers=kw["layers"], reinit_only=kw["reinit_only"],
-                     save_models=kw["save_models"], strategy=kw["strategy"])
-    plan = job.plan(load_trained_model(kw["pretrained"]))  # bad selections fail before --out is touched
-    from advtf.analysis.retrain import run_retrain
-
-    with RunDir(kw["out"], overwrite=kw["overwrite"], resume=kw["resume"], resumable=True, options=options) as run:
-        results = run_retrain(job, run, progress=progress_factory(kw["quiet"]), report=click.echo)
-        results.pop("dataset_fingerprint"), results.pop("model_fingerprint")
-    _summary(results, plan, eval_threat, kw["out"])
+    request = RetrainRequest(
+        pretrained=kw["pretrained"], data=data, mode=kw["mode"], sweep=kw["sweep"], part=kw["part"],
+        cutoff=kw["cutoff"], modules=kw["modules"], layers=kw["layers"], reinit_only=kw["reinit_only"],
+        norm=kw["norm"], eps=kw["eps"], attack_steps=kw["steps"], step_size=kw["step_size"], restarts=kw["restarts"],
+        attack_target=kw["attack_target"], clean_fraction=kw["clean_fraction"], fast=kw["fast"],
+        eval_steps=kw["eval_steps"], epochs=kw["epochs"], batch_size=kw["batch_size"], optimizer=kw["optimizer"],
+        lr=kw["lr"], momentum=kw["momentum"], nesterov=kw["nesterov"], weight_decay=kw["weight_decay"],
+        schedule=kw["schedule"], lr_milestones=kw["lr_milestones"], augment=kw["augment"],
+        save_models=kw["save_models"], strategy=kw["strategy"])
+    results = run_job("retrain", request, kw)
+    _summary(results, request.eval_threat, kw["out"])
 
 
-def _summary(results: dict, plan, threat, out) -> None:
+def _summary(results: dict, threat, out) -> None:
     ref = results["pretrained_accuracy"]
     rows = [("only pretrained (clean / robust)", f"{ref['clean_accuracy']:.4f} / {ref['robust_accuracy']:.4f}")]
     cells = results["cells"]

@@ -83,3 +83,32 @@ def reinit_figure(rows: list[dict], pretrained: dict, path: Path, *, title: str 
     ax.legend(fontsize=7)
     _finish(fig, path, title)
     plt.close(fig)
+
+
+def cell_figure(rows: list[dict], pretrained: dict, path: Path, *, title: str = "") -> None:
+    """Clean and robust accuracy of the pretrained model beside each retrained cell (a single-cell run)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cell_colour = "tab:blue" if len(rows) == 1 else None  # several cells: matplotlib's colour cycle
+    bars = [("only pretrained", pretrained, "tab:gray")] + [(f"retrained {r['retrained']}", r, cell_colour)
+                                                             for r in rows]
+    width = 0.8 / len(bars)
+    fig = Figure(figsize=(max(5.0, 1.2 * len(bars) + 3), 3.6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for i, (label, values, colour) in enumerate(bars):
+        x = np.arange(len(_METRICS)) + (i - (len(bars) - 1) / 2) * width
+        heights = [values[metric] for metric, _ in _METRICS]
+        drawn = ax.bar(x, heights, width, label=label, color=colour)
+        ax.bar_label(drawn, fmt="%.3f", fontsize=7)
+    ax.set_xticks(np.arange(len(_METRICS)))
+    ax.set_xticklabels([name for _, name in _METRICS])
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("accuracy")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)

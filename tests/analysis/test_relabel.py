@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from advtf.analysis.relabel import RelabelRequest, relabel_batch, relabel_targets
+from advtf.analysis.relabel import label_histogram, relabel_batch, relabel_targets
 from advtf.attacks import Threat
 from advtf.errors import UserError
 
@@ -39,15 +39,19 @@ def test_per_image_all_makes_one_example_per_class():
         relabel_targets(np.array([0]), 1, "zero")
 
 
+def test_label_histogram_counts_every_class():
+    assert label_histogram(np.array([2, 0, 2, 2]), ["a", "b", "c"]) == {"a": 1, "b": 0, "c": 3}
+
+
 def test_targeted_examples_hit_their_new_labels_inside_the_ball():
     from tiny import fitted_test_cnn
 
     model, (x, y) = fitted_test_cnn(test_subset=40)
     for mode in ("zero", "negative"):
         _, new = relabel_targets(y, 10, mode, seed=0)
-        request = RelabelRequest(mode=mode, threat=Threat(norm="l2", eps=4.0, steps=40, step_size=0.25,
-                                                          random_start=False))
-        out = {k: v.numpy() for k, v in relabel_batch(model, x, y, new, request, seed=[0, 0]).items()}
+        threat = Threat(norm="l2", eps=4.0, steps=40, step_size=0.25, random_start=False)
+        out = {k: v.numpy() for k, v in relabel_batch(model, x, y, new, attack="pgd", threat=threat,
+                                                      seed=[0, 0]).items()}
         assert np.all(np.linalg.norm((out["image"] - x).reshape(len(x), -1), axis=1) <= 4.0 + 1e-4)
         assert out["image"].min() >= 0 and out["image"].max() <= 1
         predicted = model.predict(out["image"], verbose=0).argmax(1)

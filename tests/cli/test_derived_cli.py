@@ -111,8 +111,49 @@ def test_relabel_then_train_with_the_paper_defaults(trained):
     assert "Table 3 defaults" in result.output
     options = json.loads((model / "manifest.json").read_text())["options"]
     assert options["lr"] == 1e-4 and options["optimizer"] == "adam" and options["augment"] is False
-    assert options["validation"] == 0.1 and options["early_stopping"] == 10
+    assert options["data"]["validation"] == 0.1 and options["early_stopping"] == 10
     assert json.loads((model / "results.json").read_text())["precise_bn_batches"] == 1  # 54 images: one batch
+
+
+RELABEL = ["--train-subset", "30", "--mode", "zero", "--eps", "2", "--steps", "5", "--step-size", "0.5",
+           "--chunk-size", "10", "--batch-size", "5"]
+
+
+def test_an_interrupted_relabel_resumes_to_the_same_set(trained, monkeypatch):
+    import advtf.jobs.relabel as relabel_module
+    from advtf.data import load_saved_elements
+
+    whole = trained.with_name("D-zero")
+    assert run("relabel", trained, *DIGITS, *RELABEL, "--out", whole).exit_code == 0
+    out = trained.with_name("D-zero-resumed")
+    real, calls = relabel_module.relabel_batch, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 2:  # the first chunk (10 images = 2 batches) finishes, then the machine "dies"
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(relabel_module, "relabel_batch", interrupted)
+    result = CliRunner().invoke(advtf, [str(a) for a in ("relabel", trained, *DIGITS, *RELABEL, "--out", out)])
+    assert result.exit_code != 0 and not out.exists()
+    partial = out.with_name("D-zero-resumed.partial")
+    assert (partial / "resume" / "chunk_00000").exists() and not (partial / "resume" / "chunk_00001").exists()
+    monkeypatch.setattr(relabel_module, "relabel_batch", real)
+    changed = run("relabel", trained, *DIGITS, *RELABEL[:-4], "--chunk-size", "15", "--batch-size", "5", "--out", out,
+                  "--resume")
+    assert_user_error(changed, words="other options (chunk_size)")
+    result = run("relabel", trained, *DIGITS, *RELABEL, "--out", out, "--resume")
+    assert result.exit_code == 0, result.output + result.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["resumed_chunks"] == 1
+    assert results["label_histogram"] == json.loads((whole / "results.json").read_text())["label_histogram"]
+    resumed = list(load_saved_elements(out, "train").as_numpy_iterator())
+    reference = list(load_saved_elements(whole, "train").as_numpy_iterator())
+    for key in ("label", "original_label", "index", "success"):
+        assert [e[key] for e in resumed] == [e[key] for e in reference], key
+    np.testing.assert_allclose(np.stack([e["image"] for e in resumed]), np.stack([e["image"] for e in reference]),
+                               atol=1e-6)
 
 
 def test_bad_inputs_are_one_line_errors_and_leave_nothing(trained, tmp_path):
