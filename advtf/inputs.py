@@ -6,6 +6,7 @@ import dataclasses
 import re
 from pathlib import Path
 
+from advtf import validation as check
 from advtf.errors import UserError
 from advtf.runs import MANIFEST, read_json, sha256_file
 
@@ -23,6 +24,15 @@ class DataRequest:
     test_subset: int | None = None
     validation: float = 0.0
     seed: int = 0
+
+    def __post_init__(self):
+        if not isinstance(self.dataset, str) or not self.dataset.strip():
+            raise UserError("--dataset is empty; give a registered name (`advtf datasets`) or a saved dataset directory")
+        check.optional_count("--image-size", self.image_size, minimum=8)
+        check.optional_count("--train-subset", self.train_subset)
+        check.optional_count("--test-subset", self.test_subset)
+        check.validation_split(self.validation, self.train_subset)
+        check.seed(self.seed)
 
     def load(self):
         """The :class:`advtf.data.DataSplits` this request names."""

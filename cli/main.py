@@ -31,6 +31,15 @@ class LazyGroup(click.Group):
         module, _, attr = JOBS.get(name).cli.partition(":")
         return getattr(importlib.import_module(module), attr)
 
+    def resolve_command(self, ctx, args):
+        if args and not args[0].startswith("-") and args[0] not in JOBS:
+            import difflib
+
+            close = difflib.get_close_matches(args[0], list(JOBS), n=2, cutoff=0.6)
+            guess = f"; did you mean {' or '.join(close)}?" if close else "; `advtf --help` lists the commands"
+            ctx.fail(f"no command {args[0]!r}{guess}")
+        return super().resolve_command(ctx, args)
+
     def invoke(self, ctx):
         from advtf.errors import UserError
         from advtf.runs import Interrupted
@@ -49,6 +58,10 @@ class LazyGroup(click.Group):
             ctx.exit(2)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
             raise
+        except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(0)
         except Exception as e:  # a bug: say so; the traceback only on request
             if _debug(ctx):
                 traceback.print_exc()
@@ -56,6 +69,24 @@ class LazyGroup(click.Group):
                 click.echo(f"internal error: {type(e).__name__}: {e} (run again with --debug for the traceback)",
                            err=True)
             ctx.exit(1)
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Click's main, with usage errors (bad option values) on one line and exit code 2."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            where = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+            click.echo(f"error: {e.format_message()}{where}", err=True)
+            sys.exit(2)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def format_commands(self, ctx, formatter):
         rows = [(name, spec.summary) for name, spec in JOBS.items()]

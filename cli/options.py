@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from fractions import Fraction
 
 import click
@@ -17,9 +18,14 @@ class Number(click.ParamType):
         if isinstance(value, (int, float)):
             return float(value)
         try:
-            return float(Fraction(str(value).strip()))
+            number = float(Fraction(str(value).strip()))
         except (ValueError, ZeroDivisionError):
             self.fail(f"{value!r} is not a number; write e.g. 0.5, 8/255 or 3e-2", param, ctx)
+        except OverflowError:
+            number = float("inf")
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number; write e.g. 0.5, 8/255 or 3e-2", param, ctx)
+        return number
 
 
 NUMBER = Number()
@@ -85,7 +91,7 @@ def data_request(kwargs: dict):
         dataset=kwargs.pop("dataset", DataRequest.dataset), data_dir=kwargs.pop("data_dir", None),
         image_size=kwargs.pop("image_size", None), train_subset=kwargs.pop("train_subset", None),
         test_subset=kwargs.pop("test_subset", None),
-        validation=int(validation) if validation >= 1 else float(validation), seed=kwargs.get("seed", 0),
+        validation=int(validation) if validation >= 1 and validation == int(validation) else float(validation), seed=kwargs.get("seed", 0),
     )
 
 

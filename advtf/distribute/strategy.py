@@ -12,9 +12,35 @@ from advtf.errors import UserError
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 
 
+def cluster_config() -> dict | None:
+    """``TF_CONFIG`` parsed and checked, or None when it is not set.
+
+    Raises:
+        UserError: malformed JSON, no ``cluster`` of address lists, or a ``task`` that is not in it.
+    """
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return None
+    fix = ('set TF_CONFIG to e.g. \'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+           '"task": {"type": "worker", "index": 0}}\' or unset it')
+    try:
+        config = json.loads(raw)
+    except ValueError as e:
+        raise UserError(f"TF_CONFIG is not valid JSON ({e.msg} at position {e.pos}); {fix}") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    if not isinstance(cluster, dict) or not cluster or not all(
+            isinstance(v, list) and v and all(isinstance(a, str) and ":" in a for a in v) for v in cluster.values()):
+        raise UserError(f"TF_CONFIG has no valid \"cluster\" (lists of host:port per task type); {fix}")
+    task = config.get("task")
+    if not isinstance(task, dict) or task.get("type") not in cluster or not isinstance(task.get("index"), int) \
+            or not 0 <= task["index"] < len(cluster[task["type"]]):
+        raise UserError(f"TF_CONFIG's \"task\" must name a type and index of its cluster (got {task!r}); {fix}")
+    return config
+
+
 def auto_choice() -> str:
     """What ``--strategy auto`` resolves to on this machine."""
-    if os.environ.get("TF_CONFIG"):
+    if cluster_config() is not None:
         return "multiworker"
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return "mirrored"
@@ -37,7 +63,7 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         return tf.distribute.MirroredStrategy(devices=devices)
-    if not os.environ.get("TF_CONFIG"):
+    if cluster_config() is None:
         raise UserError("--strategy multiworker needs the TF_CONFIG environment variable describing the cluster")
     comm = tf.distribute.experimental.CommunicationOptions(
         implementation=tf.distribute.experimental.CommunicationImplementation.AUTO
@@ -59,7 +85,7 @@ def single_machine_strategy(name: str = "auto") -> tf.distribute.Strategy:
 
 def is_chief() -> bool:
     """True unless this process is a non-chief worker of a multi-worker cluster."""
-    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    config = cluster_config() or {}
     task = config.get("task", {})
     kind, index = task.get("type", "chief"), int(task.get("index", 0))
     has_chief = "chief" in config.get("cluster", {})
