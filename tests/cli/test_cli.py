@@ -159,7 +159,7 @@ def test_model_that_does_not_fit_the_dataset(trained, tmp_path):
 
 
 def test_existing_and_unwritable_out(trained, tmp_path):
-    assert_user_error(run("evaluate", trained, "--dataset", "digits", "--out", trained), words="--overwrite")
+    assert_user_error(run("evaluate", trained, "--dataset", "digits", "--out", trained), words="holds an input")
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert_user_error(run("evaluate", trained, "--dataset", "digits", "--out", blocker / "sub"), words="--out")
