@@ -29,15 +29,13 @@ def test_summary_of_hand_made_rows():
 def test_attack_batches_label_and_prediction_modes():
     import tensorflow as tf
 
-    from tiny import tiny_cnn
+    from tiny import fitted_test_cnn
 
-    model = tiny_cnn()
-    rng = np.random.default_rng(0)
-    x = rng.uniform(size=(6, 16, 16, 1)).astype(np.float32)
-    y = np.array([0, 1, 2, 3, 4, 5], np.int32)
-    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(3)
+    model, (x, y) = fitted_test_cnn(test_subset=12, epochs=2)  # fitted, so an attack has accuracy to take away
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(6)
     pred = np.argmax(model(x).numpy(), -1)
-    threat = Threat(norm="l2", eps=0.5, steps=2)
+    assert np.mean(pred == y) >= 0.5
+    threat = Threat(norm="l2", eps=1.0, steps=3)
     for mode, moved_from in (("label", y), ("prediction", pred)):
         request = AttackRequest("pgd", threat, attack_target=mode)
         chunks = list(attack_batches(model, batches, request, num_classes=10))
@@ -46,5 +44,9 @@ def test_attack_batches_label_and_prediction_modes():
         np.testing.assert_array_equal(rows["label"], y)
         np.testing.assert_array_equal(rows["success"], rows["adversarial_prediction"] != moved_from)
         np.testing.assert_array_equal(rows["clean_correct"], pred == y)
+        np.testing.assert_array_equal(rows["adversarial_correct"], rows["adversarial_prediction"] == y)
         np.testing.assert_allclose(rows["natural"], x)
-        assert np.all(rows["l2"] <= 0.5 + 1e-6)
+        assert np.all(rows["l2"] <= 1.0 + 1e-6)
+        # The attack moves the prediction: most images change class and accuracy drops by a margin.
+        assert rows["success"].mean() >= 0.5, mode
+        assert rows["adversarial_correct"].mean() <= rows["clean_correct"].mean() - 0.25, mode
