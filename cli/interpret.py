@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from advtf.cli.local import _attack_setup
-from advtf.cli.options import (_compose, dataset_options, print_summary, progress_factory, run_options,
+from advtf.cli.options import (compose, dataset_options, print_summary, progress_factory, run_options,
                                targeting_options, threat_options)
 
 _MODELS = click.argument("model_paths", nargs=-1, metavar="MODEL...", type=click.Path())
@@ -15,7 +15,7 @@ _MODELS = click.argument("model_paths", nargs=-1, metavar="MODEL...", type=click
 def _map_options(default_examples: int):
     from advtf.analysis.cam import METHODS
 
-    return _compose(
+    return compose(
         click.option("--method", type=click.Choice(METHODS), default="cam", show_default=True,
                      help="cam (Zhou et al.; needs GAP -> Dense), or tf-keras-vis's gradcam, gradcam++, scorecam."),
         click.option("--layer", default=None, metavar="NAME",

@@ -45,7 +45,7 @@ class IntList(click.ParamType):
             self.fail(f"{value!r} is not a comma-separated list of integers, e.g. 50,75", param, ctx)
 
 
-def _compose(*decorators):
+def compose(*decorators):
     def apply(f):
         for d in reversed(decorators):
             f = d(f)
@@ -76,7 +76,7 @@ def dataset_options(default: str = "fashion_mnist", validation: float = 0.0, *, 
         "seed": click.option("--seed", type=int, default=0, show_default=True,
                              help="Seed for subsets, order and noise."),
     }
-    return _compose(*(o for name, o in opts.items() if only is None or name in only))
+    return compose(*(o for name, o in opts.items() if only is None or name in only))
 
 
 def data_request(kwargs: dict):
@@ -178,14 +178,14 @@ def threat_options(*, steps_flag: str = "--steps", norm: str = "l2", eps: str = 
         opts.append(click.option("--attack-option", "-O", "attack_option", multiple=True, metavar="KEY=VALUE",
                                  help="An attack's own option, e.g. -O confidence=10 -O search_steps=9 "
                                       "(repeatable; `advtf attacks` lists them)."))
-    return _compose(*opts)
+    return compose(*opts)
 
 
 def targeting_options():
     """``--targeted``, ``--target-mode``, ``--target-class``, ``--attack-target``."""
     from advtf.attacks import TARGET_MODES
 
-    return _compose(
+    return compose(
         click.option("--targeted", is_flag=True, help="Attack towards target classes (see --target-mode)."),
         click.option("--target-mode", type=click.Choice(TARGET_MODES), default="random", show_default=True,
                      help="random: a class other than the label; next: (label+1) mod K; given: --target-class."),
@@ -266,7 +266,7 @@ def run_options(*, resumable: bool = False):
     ]
     if resumable:
         opts.append(click.option("--resume", is_flag=True, help="Continue an interrupted run in --out."))
-    return _compose(*opts)
+    return compose(*opts)
 
 
 def run_job(name: str, request, kw: dict) -> dict:

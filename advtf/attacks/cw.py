@@ -19,7 +19,7 @@ from advtf.attacks.threat import Threat
 from advtf.errors import UserError
 
 # C&W's bisection: c is multiplied by 10 until some c succeeds ("no upper bound yet" below this).
-_NO_UPPER = 1e10
+NO_UPPER = 1e10
 _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
 # x = (tanh(w) + 1) / 2 needs |2x - 1| < 1 for arctanh; C&W scale by 0.999999 the same way.
 _TANH_SCALE = 0.999999
@@ -49,7 +49,7 @@ def bisect_const(const, lower, upper, success, grow: float = 10.0):
     """
     upper = tf.where(success, tf.minimum(upper, const), upper)
     lower = tf.where(success, lower, tf.maximum(lower, const))
-    has_upper = upper < _NO_UPPER * 0.1
+    has_upper = upper < NO_UPPER * 0.1
     const = tf.where(has_upper, (lower + upper) / 2.0, const * grow)
     return const, lower, upper
 
@@ -60,7 +60,7 @@ def agree_batch(x, label):
     return tf.ensure_shape(x, batch.concatenate(x.shape[1:])), tf.ensure_shape(label, batch)
 
 
-def _broadcast(v, rank: int):
+def per_example(v, rank: int):
     """(B,) -> (B, 1, ..., 1) to broadcast against a batch of rank ``rank``."""
     return tf.reshape(v, [-1] + [1] * (rank - 1))
 
@@ -82,13 +82,13 @@ def _cw_l2(model, x, label, eps, steps, search_steps, initial_const, confidence,
         success = succeeded_with_confidence(signed, confidence)
         l2 = tf.sqrt(tf.reduce_sum(tf.square(x_new - x), axis=axes))
         improve = success & (l2 <= eps) & (l2 < best_l2)
-        best = tf.where(_broadcast(improve, rank), x_new, best)
+        best = tf.where(per_example(improve, rank), x_new, best)
         best_l2 = tf.where(improve, l2, best_l2)
         return best, best_l2, step_success | success
 
     const = initial_const * ones
     lower = tf.zeros_like(ones)
-    upper = _NO_UPPER * ones
+    upper = NO_UPPER * ones
     best = tf.identity(x)
     best_l2 = _INF * ones
     last = tf.identity(x)
@@ -129,7 +129,7 @@ def _cw_l2(model, x, label, eps, steps, search_steps, initial_const, confidence,
         best, best_l2, step_success = track(last, logits, best, best_l2, step_success)
         const, lower, upper = bisect_const(const, lower, upper, step_success)
 
-    found = _broadcast(tf.math.is_finite(best_l2), rank)
+    found = per_example(tf.math.is_finite(best_l2), rank)
     return tf.where(found, best, last)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from advtf.attacks import threat as threats
-from advtf.attacks.cw import (_NO_UPPER, _broadcast, agree_batch, bisect_const, check_search_options, logit_loss,
+from advtf.attacks.cw import (NO_UPPER, agree_batch, bisect_const, check_search_options, logit_loss, per_example,
                               succeeded_with_confidence)
 from advtf.attacks.iterative import attack_label
 from advtf.attacks.registry import register_attack
@@ -52,13 +52,13 @@ def _ead(model, x, label, eps, steps, search_steps, initial_const, confidence, l
         l1 = tf.reduce_sum(tf.abs(delta), axis=axes)
         dist = l1 if decision_rule == "l1" else tf.reduce_sum(tf.square(delta), axis=axes) + beta * l1
         improve = success & (threats.per_example_norm(delta, norm) <= eps) & (dist < best_dist)
-        best = tf.where(_broadcast(improve, rank), x_k, best)
+        best = tf.where(per_example(improve, rank), x_k, best)
         best_dist = tf.where(improve, dist, best_dist)
         return best, best_dist, step_success | success
 
     const = initial_const * ones
     lower = tf.zeros_like(ones)
-    upper = _NO_UPPER * ones
+    upper = NO_UPPER * ones
     best = tf.identity(x)
     best_dist = _INF * ones
     x_k = tf.identity(x)
@@ -90,7 +90,7 @@ def _ead(model, x, label, eps, steps, search_steps, initial_const, confidence, l
         best, best_dist, step_success = track(x_k, logits, best, best_dist, step_success)
         const, lower, upper = bisect_const(const, lower, upper, step_success)
 
-    found = _broadcast(tf.math.is_finite(best_dist), rank)
+    found = per_example(tf.math.is_finite(best_dist), rank)
     return tf.where(found, best, x_k)
 
 
