@@ -249,25 +249,33 @@ def check_values(ds: tf.data.Dataset, num_classes: int, *, what: str) -> int:
 
 
 def checked(ds: tf.data.Dataset, num_classes: int, *, what: str) -> tf.data.Dataset:
-    """``ds`` with the same checks as :func:`check_values` asserted inside the pipeline.
+    """``ds`` with the checks of :func:`check_values` asserted inside the pipeline.
 
-    For registered datasets, too large to read twice: each element's reductions are a few
-    vectorised ops beside decoding. A failed check raises ``tf.errors.InvalidArgumentError``
-    when the data is iterated; :func:`data_check_error` turns it into the UserError it stands for.
+    For registered datasets, too large to read twice. Fixed-shape elements are checked
+    ``_CHECK_BATCH`` at a time with vectorised reductions (batch, assert, unbatch: the order and
+    cardinality are kept); others one by one. A failed check raises
+    ``tf.errors.InvalidArgumentError`` when the data is iterated; :func:`data_check_error` turns it
+    into the UserError it stands for.
     """
     messages = _problems(what, num_classes)
 
-    def check(x, y):
+    def check(x, y):  # an element or a batch of them
+        finite = tf.math.is_finite(x)
+        safe = tf.where(finite, x, 0.5)  # NaN/inf are reported by the first assert only
         asserts = [
-            tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(x)), [f"{DATA_CHECK}: {messages['finite']}"]),
-            tf.debugging.Assert((tf.reduce_min(x) >= 0) & (tf.reduce_max(x) <= 1),
+            tf.debugging.Assert(tf.reduce_all(finite), [f"{DATA_CHECK}: {messages['finite']}"]),
+            tf.debugging.Assert((tf.reduce_min(safe) >= 0) & (tf.reduce_max(safe) <= 1),
                                 [f"{DATA_CHECK}: {messages['range']}"]),
-            tf.debugging.Assert((y >= 0) & (y < num_classes), [f"{DATA_CHECK}: {messages['label']}"]),
+            tf.debugging.Assert(tf.reduce_all((y >= 0) & (y < num_classes)), [f"{DATA_CHECK}: {messages['label']}"]),
         ]
         with tf.control_dependencies(asserts):
             return tf.identity(x), tf.identity(y)
 
-    return ds.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if not all(s.shape.is_fully_defined() for s in tf.nest.flatten(ds.element_spec)):
+        return ds.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    cardinality = int(ds.cardinality())
+    out = ds.batch(_CHECK_BATCH).map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
+    return out.apply(tf.data.experimental.assert_cardinality(cardinality)) if cardinality >= 0 else out
 
 
 def data_check_error(error: BaseException) -> UserError | None:

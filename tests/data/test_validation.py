@@ -103,29 +103,32 @@ def test_check_values_counts_like_numpy():
 
 @pytest.fixture
 def bad_registered(monkeypatch):
-    """Registers ``bad_labels``: a dataset whose 9th training label is 10 with 10 classes."""
+    """Registers ``bad_labels``: 2100 examples per split whose label 1500 is 10 with 10 classes."""
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    labels = np.arange(20, dtype=np.int32) % 10
-    labels[8] = 10
-    images = np.full((20, 4, 4, 1), 0.5, np.float32)
+    labels = np.arange(2100, dtype=np.int32) % 10
+    labels[1500] = 10
+    images = np.random.default_rng(0).random((2100, 4, 4, 1), dtype=np.float32)
 
     @register_dataset("bad_labels", description="test data", natural_images=False)
     def load(*, data_dir, image_size, download):
         return RawSplits(
             splits={s: tf.data.Dataset.from_tensor_slices((images, labels)) for s in ("train", "test")},
-            counts={"train": 20, "test": 20}, class_names=tuple("abcdefghij"), image_shape=(4, 4, 1),
+            counts={"train": 2100, "test": 2100}, class_names=tuple("abcdefghij"), image_shape=(4, 4, 1),
             mean=(0.5,), std=(0.25,), source="memory",
         )
 
-    return "bad_labels"
+    return "bad_labels", images, labels
 
 
 def test_registered_dataset_is_checked_in_the_pipeline(bad_registered):
-    splits = load_dataset(bad_registered)
-    first = list(splits.train.take(8).as_numpy_iterator())  # the clean examples pass unchanged
-    assert [int(y) for _, y in first] == list(range(8))
+    name, images, labels = bad_registered
+    splits = load_dataset(name)
+    assert int(splits.test.cardinality()) == 2100  # the check keeps order and cardinality
+    first = list(splits.test.take(1024).as_numpy_iterator())  # the first chunk is clean and passes unchanged
+    np.testing.assert_array_equal(np.stack([x for x, _ in first]), images[:1024])
+    np.testing.assert_array_equal([y for _, y in first], labels[:1024])
     with pytest.raises(tf.errors.InvalidArgumentError) as caught:
-        for _ in splits.train.batch(4):
+        for _ in splits.train.batch(64):
             pass
     error = data_check_error(caught.value)
     assert isinstance(error, UserError)
@@ -134,13 +137,22 @@ def test_registered_dataset_is_checked_in_the_pipeline(bad_registered):
     assert data_check_error(ValueError("x")) is None
 
 
+@pytest.mark.parametrize("fixed", [True, False], ids=["fixed shape, by chunk", "any shape, one by one"])
 @pytest.mark.parametrize("value, problem", [(np.nan, "contain NaN or inf"), (-np.inf, "contain NaN or inf"),
-                                            (1.0001, "have pixels outside \\[0, 1\\]"), (-1e-6, "have pixels outside \\[0, 1\\]")])
-def test_checked_pipeline_names_each_problem(value, problem):
+                                            (1.0001, "have pixels outside \\[0, 1\\]"),
+                                            (-1e-6, "have pixels outside \\[0, 1\\]")])
+def test_checked_pipeline_names_each_problem(value, problem, fixed):
     x = np.zeros((3, 2, 2, 1), np.float32)
     x[1, 1, 0, 0] = value
-    ds = checked(tf.data.Dataset.from_tensor_slices((x, np.zeros(3, np.int32))), 2, what="set")
+    ds = tf.data.Dataset.from_tensor_slices((x, np.zeros(3, np.int32)))
+    if not fixed:
+        ds = tf.data.Dataset.from_generator(ds.as_numpy_iterator, output_signature=(
+            tf.TensorSpec((None, None, 1), tf.float32), tf.TensorSpec((), tf.int32)))
+    ds = checked(ds, 2, what="set")
     with pytest.raises(tf.errors.InvalidArgumentError) as caught:
         list(ds.as_numpy_iterator())
-    with pytest.raises(UserError, match=f"^set: image\\(s\\) {problem}"):
+    with pytest.raises(UserError, match=f"^set: image\\(s\\) {problem}.* and re-create the dataset$"):
         raise data_check_error(caught.value)
+    clean = checked(tf.data.Dataset.from_tensor_slices((np.ones((3, 2, 2, 1), np.float32), np.ones(3, np.int32))),
+                    2, what="set")
+    assert len(list(clean.as_numpy_iterator())) == 3
