@@ -101,6 +101,7 @@ def test_given_target_class_and_options(trained, tmp_path):
     assert result.exit_code == 0, result.output + result.stderr
     results = json.loads((out / "results.json").read_text())
     assert results["target_mode"] == "given" and results["options"] == {"schedule": "cosine"}
+    assert results["success_rate"] >= 0.5  # the targeted attack reaches class 3 on most images, not none
     assert results["n_attackable"] == int(np.sum(np.genfromtxt(out / "examples.csv", delimiter=",", names=True)
                                                  ["label"] != 3))
 
