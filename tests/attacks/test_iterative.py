@@ -110,6 +110,8 @@ def test_restarts_never_weaken():
 
     loss1, ok1 = loss_and_success(one)
     lossk, okk = loss_and_success(many)
+    clean_loss, _ = loss_and_success(x)
+    assert np.all(loss1 > clean_loss)  # the attack raises every loss (none is fooled at this eps: a no-op would pass)
     assert np.all(okk >= ok1)
     both_failed = ~ok1 & ~okk
     assert np.all(lossk[both_failed] >= loss1[both_failed] - 1e-5)
