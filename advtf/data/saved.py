@@ -126,7 +126,7 @@ def is_saved_dataset(path: str | Path) -> bool:
     """True when ``path`` is a directory whose manifest.json has a ``"dataset"`` section."""
     try:
         manifest = json.loads((Path(path) / MANIFEST).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: absurdly nested JSON
         return False
     return isinstance(manifest, dict) and isinstance(manifest.get("dataset"), dict)
 

@@ -208,6 +208,14 @@ MALFORMED = [
 ]
 
 
+def test_absurdly_nested_manifest_is_a_user_error(adversarial):
+    (adversarial / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(UserError, match="is a directory but not a saved dataset"):
+        load_dataset(str(adversarial))
+    with pytest.raises(UserError, match="has no readable manifest.json"):
+        load_saved_elements(adversarial, "test")
+
+
 def _rewrite_manifest(directory, edit):
     path = directory / "manifest.json"
     path.write_text(json.dumps(edit(json.loads(path.read_text()))))
