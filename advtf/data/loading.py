@@ -188,14 +188,16 @@ DATA_CHECK = "advtf data check"  # prefix of in-pipeline assertion messages (see
 _CHECK_BATCH = 1024
 
 
-def _problems(what: str, num_classes: int) -> dict[str, str]:
-    """The one-line messages of the three checks, naming the problem and the fix."""
-    return {
-        "finite": f"{what}: image(s) contain NaN or inf pixels; fix the source data and re-create the dataset",
-        "range": f"{what}: image(s) have pixels outside [0, 1]; scale images to [0, 1] and re-create the dataset",
-        "label": f"{what}: label(s) outside [0, {num_classes}) for {num_classes} classes; "
-                 "fix the labels and re-create the dataset",
-    }
+def _message(kind: str, what: str, num_classes: int, count: int | None = None, detail: str = "") -> str:
+    """The one-line message of a failed check (``finite``, ``range`` or ``label``), naming the fix."""
+    n = f"{count} " if count is not None else ""
+    if kind == "finite":
+        return f"{what}: {n}image(s) contain NaN or inf pixels; fix the source data and re-create the dataset"
+    if kind == "range":
+        return (f"{what}: {n}image(s) have pixels outside [0, 1]{detail}; "
+                "scale images to [0, 1] and re-create the dataset")
+    return (f"{what}: {n}label(s) outside [0, {num_classes}) for {num_classes} classes{detail}; "
+            "fix the labels and re-create the dataset")
 
 
 def check_values(ds: tf.data.Dataset, num_classes: int, *, what: str) -> int:
@@ -233,18 +235,14 @@ def check_values(ds: tf.data.Dataset, num_classes: int, *, what: str) -> int:
                "y_lo": tf.constant(np.iinfo(np.int64).max, tf.int64),
                "y_hi": tf.constant(np.iinfo(np.int64).min, tf.int64)}
     stats = {k: v.numpy() for k, v in ds.batch(_CHECK_BATCH).reduce(initial, batch_stats).items()}
-    messages = _problems(what, num_classes)
     if stats["nonfinite"]:
-        raise UserError(messages["finite"].replace("image(s)", f"{stats['nonfinite']} image(s)", 1))
+        raise UserError(_message("finite", what, num_classes, stats["nonfinite"]))
     if stats["outside"]:
-        raise UserError(messages["range"].replace(
-            "image(s)", f"{stats['outside']} image(s)", 1).replace(
-            "outside [0, 1]", f"outside [0, 1] (from {stats['lo']:.4g} to {stats['hi']:.4g})", 1))
+        raise UserError(_message("range", what, num_classes, stats["outside"],
+                                 f" (from {stats['lo']:.4g} to {stats['hi']:.4g})"))
     if stats["bad_labels"]:
-        raise UserError(messages["label"].replace(
-            "label(s)", f"{stats['bad_labels']} label(s)", 1).replace(
-            f"for {num_classes} classes", f"for {num_classes} classes (labels from {stats['y_lo']} to "
-            f"{stats['y_hi']})", 1))
+        raise UserError(_message("label", what, num_classes, stats["bad_labels"],
+                                 f" (labels from {stats['y_lo']} to {stats['y_hi']})"))
     return int(stats["n"])
 
 
@@ -257,16 +255,16 @@ def checked(ds: tf.data.Dataset, num_classes: int, *, what: str) -> tf.data.Data
     ``tf.errors.InvalidArgumentError`` when the data is iterated; :func:`data_check_error` turns it
     into the UserError it stands for.
     """
-    messages = _problems(what, num_classes)
+    messages = {kind: f"{DATA_CHECK}: {_message(kind, what, num_classes)}" for kind in ("finite", "range", "label")}
 
     def check(x, y):  # an element or a batch of them
         finite = tf.math.is_finite(x)
         safe = tf.where(finite, x, 0.5)  # NaN/inf are reported by the first assert only
         asserts = [
-            tf.debugging.Assert(tf.reduce_all(finite), [f"{DATA_CHECK}: {messages['finite']}"]),
+            tf.debugging.Assert(tf.reduce_all(finite), [messages["finite"]]),
             tf.debugging.Assert((tf.reduce_min(safe) >= 0) & (tf.reduce_max(safe) <= 1),
-                                [f"{DATA_CHECK}: {messages['range']}"]),
-            tf.debugging.Assert(tf.reduce_all((y >= 0) & (y < num_classes)), [f"{DATA_CHECK}: {messages['label']}"]),
+                                [messages["range"]]),
+            tf.debugging.Assert(tf.reduce_all((y >= 0) & (y < num_classes)), [messages["label"]]),
         ]
         with tf.control_dependencies(asserts):
             return tf.identity(x), tf.identity(y)
