@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ _PART_COLOURS = {"before": "tab:blue", "after": "tab:orange"}
 
 def _finish(fig, path: Path, title: str) -> None:
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(textwrap.fill(title, 80), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 
@@ -94,7 +95,7 @@ def cell_figure(rows: list[dict], pretrained: dict, path: Path, *, title: str = 
     bars = [("only pretrained", pretrained, "tab:gray")] + [(f"retrained {r['retrained']}", r, cell_colour)
                                                              for r in rows]
     width = 0.8 / len(bars)
-    fig = Figure(figsize=(max(5.0, 1.2 * len(bars) + 3), 3.6))
+    fig = Figure(figsize=(max(6.5, 1.2 * len(bars) + 3), 4.0))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     for i, (label, values, colour) in enumerate(bars):
@@ -109,6 +110,6 @@ def cell_figure(rows: list[dict], pretrained: dict, path: Path, *, title: str = 
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(textwrap.fill(title, 80), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)

@@ -15,6 +15,23 @@ DIGITS = ["--dataset", "digits", "--quiet"]
 ROBUSTIFY = ["--test-subset", "24", "--steps", "15", "--step-size", "0.1", "--chunk-size", "10", "--batch-size", "8"]
 
 
+def _killed_after(batches, monkeypatch, module, name, args):
+    """Runs the CLI with ``module.name`` raising KeyboardInterrupt after ``batches`` calls (the machine "dies")."""
+    real, calls = getattr(module, name), []
+
+    def interrupted(*a, **kw):
+        calls.append(1)
+        if len(calls) > batches:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(module, name, interrupted)
+    try:
+        return CliRunner().invoke(advtf, [str(a) for a in args])
+    finally:
+        monkeypatch.setattr(module, name, real)
+
+
 @pytest.fixture(scope="module")
 def robustified(trained):
     out = trained.with_name("R0")
@@ -52,19 +69,10 @@ def test_an_interrupted_robustify_resumes_to_the_same_set(trained, robustified, 
     from advtf.data import load_saved_elements
 
     out = trained.with_name("R0-resumed")
-    real, calls = robustify_module.robustify_batch, []
-
-    def interrupted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) > 2:  # the first chunk (10 images = 2 batches) finishes, then the machine "dies"
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(robustify_module, "robustify_batch", interrupted)
-    result = CliRunner().invoke(advtf, [str(a) for a in ("robustify", trained, *DIGITS, *ROBUSTIFY, "--out", out)])
+    result = _killed_after(2, monkeypatch, robustify_module, "robustify_batch",  # the first chunk: 2 batches
+                           ["robustify", trained, *DIGITS, *ROBUSTIFY, "--out", out])
     assert result.exit_code != 0 and not out.exists()
     assert (out.with_name("R0-resumed.partial") / "resume" / "chunk_00000").exists()
-    monkeypatch.setattr(robustify_module, "robustify_batch", real)
     changed = run("robustify", trained, *DIGITS, *ROBUSTIFY[:-4], "--steps", "16", "--out", out, "--resume")
     assert_user_error(changed, words="other options")
     result = run("robustify", trained, *DIGITS, *ROBUSTIFY, "--out", out, "--resume")
@@ -126,20 +134,11 @@ def test_an_interrupted_relabel_resumes_to_the_same_set(trained, monkeypatch):
     whole = trained.with_name("D-zero")
     assert run("relabel", trained, *DIGITS, *RELABEL, "--out", whole).exit_code == 0
     out = trained.with_name("D-zero-resumed")
-    real, calls = relabel_module.relabel_batch, []
-
-    def interrupted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) > 2:  # the first chunk (10 images = 2 batches) finishes, then the machine "dies"
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(relabel_module, "relabel_batch", interrupted)
-    result = CliRunner().invoke(advtf, [str(a) for a in ("relabel", trained, *DIGITS, *RELABEL, "--out", out)])
+    result = _killed_after(2, monkeypatch, relabel_module, "relabel_batch",  # the first chunk: 2 batches
+                           ["relabel", trained, *DIGITS, *RELABEL, "--out", out])
     assert result.exit_code != 0 and not out.exists()
     partial = out.with_name("D-zero-resumed.partial")
     assert (partial / "resume" / "chunk_00000").exists() and not (partial / "resume" / "chunk_00001").exists()
-    monkeypatch.setattr(relabel_module, "relabel_batch", real)
     changed = run("relabel", trained, *DIGITS, *RELABEL[:-4], "--chunk-size", "15", "--batch-size", "5", "--out", out,
                   "--resume")
     assert_user_error(changed, words="other options (chunk_size)")

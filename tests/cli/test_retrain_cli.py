@@ -83,6 +83,8 @@ def test_single_cell_with_modules_and_saved_model(std, tmp_path):
     results = read_json(out / "results.json")
     assert [c["cell"] for c in results["cells"]] == ["m0+m2"] and results["training_threat"] is None
     assert (out / "cells" / "m0+m2" / "model.keras").exists()
+    assert (out / "retrain_cell.png").stat().st_size > 1000  # only pretrained vs retrained, clean and robust
+    assert [p.name for p in out.glob("*.png")] == ["retrain_cell.png"]
 
 
 def test_reinit_only_uses_the_saved_initial_weights(std, tmp_path):
