@@ -9,10 +9,13 @@ command -v advtf >/dev/null || source .venv/bin/activate
 NICE="nice -n 10"
 # Figures 2-4: adversarial retraining before/after every cut-off of the standard model (fast
 # adversarial training, 2 epochs per cell, PGD-20 evaluation; the paper used PGD-200).
+# The sweep is long: an interrupted run (its .partial) is resumed, a complete one redone.
+CUTOFF=runs/retrain/std-cutoff
+if [ -d "$CUTOFF.partial" ]; then AGAIN=--resume; else AGAIN=--overwrite; fi
 $NICE advtf retrain runs/local/std --dataset fashion_mnist --mode adversarial --sweep cutoff --fast \
   --norm linf --eps 0.1 --train-subset 8000 --test-subset 500 --epochs 2 --batch-size 128 \
   --optimizer sgd --lr 0.1 --schedule cosine --weight-decay 5e-4 --eval-steps 20 --quiet \
-  --out runs/retrain/std-cutoff --resume
+  --out "$CUTOFF" "$AGAIN"
 # Figure 7: reinitialise one module of the robust model at a time, no retraining.
 $NICE advtf retrain runs/local/adv --dataset fashion_mnist --reinit-only --norm linf --eps 0.1 \
   --test-subset 1000 --eval-steps 20 --quiet --out runs/retrain/adv-reinit --overwrite
