@@ -23,8 +23,9 @@ def assert_user_error(result, *, words, out=None):
     message = result.stderr.strip()
     assert len(message.splitlines()) == 1, message
     assert words.lower() in message.lower(), message
-    if out is not None:
-        assert not out.exists() and not out.with_name(out.name + ".partial").exists()
+    if out is not None:  # nothing left where --out would be: neither OUT, OUT.partial nor OUT.lock
+        for left in (out, out.with_name(out.name + ".partial"), out.with_name(out.name + ".lock")):
+            assert not left.exists(), left
 
 
 @pytest.fixture(scope="module")
