@@ -13,6 +13,9 @@ means building the removals and the bookkeeping cost nothing next to the forward
 
 Model: ``resnet18`` at ``--width`` on ``--image`` sized random inputs (random weights: throughput only).
 
+The table goes to ``OUT.txt`` and the per-round seconds, rates and ratio to ``OUT.json``; ``--out``
+defaults to ``benchmarks/results/psr_chunk<CHUNK>``.
+
 Example::
 
     python benchmarks/bench_psr.py --image 28x28x1 --width 0.125 --pairs 50 --grid 4 --chunk 256 --rounds 5
@@ -21,8 +24,11 @@ Example::
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -36,7 +42,9 @@ def main():
     parser.add_argument("--grid", type=int, default=4)
     parser.add_argument("--chunk", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", default=None, help="output prefix (default: benchmarks/results/psr_chunk<CHUNK>)")
     args = parser.parse_args()
+    out = Path(args.out or Path(__file__).resolve().parent / "results" / f"psr_chunk{args.chunk}")
 
     from advtf.analysis.psr import grid_masks, grid_sensitivity
     from advtf.models import create_model
@@ -70,11 +78,18 @@ def main():
             fn()
             times[name].append(time.perf_counter() - start)
     ratio = statistics.median(p / f for p, f in zip(times["psr"], times["forward"]))
-    print(f"{args.pairs} pairs x {len(masks)} grids = {total} removals, chunk {args.chunk}, "
-          f"resnet18 width {args.width}, {args.image}")
-    for name in ("forward", "psr"):
-        print(f"  {name:8s} {total / statistics.median(times[name]):8.0f} removals/s (median of {args.rounds})")
-    print(f"  t_psr / t_forward = {ratio:.2f} (median paired ratio)")
+    rates = {name: total / statistics.median(times[name]) for name in ("forward", "psr")}
+    lines = [f"{args.pairs} pairs x {len(masks)} grids = {total} removals, chunk {args.chunk}, "
+             f"resnet18 width {args.width}, {args.image}"]
+    lines += [f"  {name:8s} {rate:8.0f} removals/s (median of {args.rounds})" for name, rate in rates.items()]
+    lines.append(f"  t_psr / t_forward = {ratio:.2f} (median paired ratio)")
+    print("\n".join(lines))
+    report = {"args": vars(args), "removals": total, "seconds": times, "removals_per_second": rates,
+              "ratio_psr_to_forward": ratio, "load_average": os.getloadavg()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_name(out.name + ".json").write_text(json.dumps(report, indent=2) + "\n")
+    out.with_name(out.name + ".txt").write_text("\n".join(lines) + "\n")
+    print(f"written: {out}.json, {out}.txt")
 
 
 if __name__ == "__main__":
