@@ -1,4 +1,4 @@
-"""Every registered attack runs inside a tf.distribute replica context and fools a fitted model; restarts never weaken."""
+"""Every registered attack runs under MirroredStrategy and fools a fitted model; restarts never weaken."""
 
 import numpy as np
 import pytest
