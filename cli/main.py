@@ -63,6 +63,12 @@ class LazyGroup(click.Group):
             os.dup2(devnull, sys.stdout.fileno())
             ctx.exit(0)
         except Exception as e:  # a bug: say so; the traceback only on request
+            data_error = _data_check_error(e)
+            if data_error is not None:  # a bad pixel or label found inside a tf.data pipeline
+                if _debug(ctx):
+                    traceback.print_exc()
+                click.echo(f"error: {data_error}", err=True)
+                ctx.exit(2)
             if _debug(ctx):
                 traceback.print_exc()
             else:
@@ -111,6 +117,15 @@ def advtf(ctx, debug):
     ctx.obj = {"debug": debug}
 
 
+def _data_check_error(error: BaseException):
+    """The UserError of a failed in-pipeline data check (advtf.data.loading.checked), else None."""
+    if "tensorflow" not in sys.modules:
+        return None
+    from advtf.data.loading import data_check_error
+
+    return data_check_error(error)
+
+
 def _debug(ctx) -> bool:
     root = ctx.find_root()
     return bool((root.obj or {}).get("debug")) or os.environ.get("ADVTF_DEBUG") == "1"
@@ -155,3 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted; a resumable run continues with --resume", err=True)
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -48,7 +48,7 @@ class RobustifyRequest(Request):
         check.positive("--step-size", self.step_size)
         check.count("--batch-size", self.batch_size)
         check.count("--chunk-size", self.chunk_size)
-        check.count("--figure-examples", self.figure_examples, minimum=0)
+        check.count("--figure-examples", self.figure_examples)  # robustified.png is the job's figure
         if self.robustness is not None:
             check.non_negative("--robustness", self.robustness)
 
@@ -118,6 +118,7 @@ def run(request: RobustifyRequest, run, *, progress=None, report=None) -> dict[s
 
     done = process_in_chunks(store, len(images), chunk_size=request.chunk_size, batch_size=request.batch_size,
                              batch_fn=batch, progress=progress, desc=f"robustify {request.split}")
+    run.fresh(request.split)  # a kill during an earlier final save may have left it half-written
     section = save_dataset(
         run.path, {request.split: chunks_dataset(store, done.chunks, ELEMENT_KEYS)}, kind="robustified",
         info=splits.info,
@@ -149,7 +150,7 @@ def run(request: RobustifyRequest, run, *, progress=None, report=None) -> dict[s
             for i, y, s, d0, d1 in zip(columns["index"], columns["label"], columns["seed_index"], before, after)]
     write_table(run.path, "examples", rows)
     shown = np.arange(min(request.figure_examples, len(images)))
-    if len(shown):
+    if len(shown):  # always: the split holds at least two images
         first = store.load(0, ["image"])["image"]
         shown = shown[shown < len(first)]
         eps = robustness["eps"] if robustness else None

@@ -121,6 +121,18 @@ class RunDir:
             self._store = ResumeStore(self.partial)
         return self._store
 
+    def fresh(self, relative: str) -> Path:
+        """``path / relative`` with anything an interrupted attempt left there removed (a job's output
+        written again on resume, e.g. a saved dataset's split directory)."""
+        target = (self.partial / relative).resolve()
+        if not _within(target, self.partial) or target == self.partial:
+            raise ValueError(f"{relative!r} is not inside the run directory")
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        return target
+
     def resume_hint(self) -> str:
         """The command line that continues this run."""
         args = [a for a in sys.argv[1:] if a not in ("--overwrite", "--resume")]
