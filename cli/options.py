@@ -223,6 +223,37 @@ def make_attack_request(kwargs: dict, threat):
     )
 
 
+# Xu et al. 2019 (Appendix 1) run C&W, EAD and Str with confidence kappa = 1; their analyses
+# (`advtf cam`, `advtf psr`, the activation bias of `advtf response`) default to it.
+XU_CONFIDENCE = 1.0
+
+
+def xu_confidence(request):
+    """``request`` with confidence kappa = 1 (Xu et al. 2019) when its attack has one and none was given."""
+    import dataclasses
+
+    from advtf.attacks import attack_spec
+
+    if "confidence" not in attack_spec(request.name).options or "confidence" in request.options:
+        return request
+    return dataclasses.replace(request, options={**request.options, "confidence": XU_CONFIDENCE})
+
+
+def attack_setup(kw: dict, *, xu_defaults: bool = False):
+    """The dataset request, the attack request and the options to record, popped from ``kw``.
+
+    ``xu_defaults``: C&W, EAD and Str get Xu et al. 2019's kappa = 1 unless ``-O confidence`` is
+    given; the effective attack options are recorded either way (``attack_options``).
+    """
+    options = dict(kw)
+    data = data_request(kw)
+    request = make_attack_request(kw, make_threat(kw))
+    if xu_defaults:
+        request = xu_confidence(request)
+    options["attack_options"] = dict(request.options)
+    return options, data, request
+
+
 def parse_attack_options(kwargs: dict) -> dict:
     """Pops ``-O key=value`` pairs, typed by the attack's defaults (UserError on unknown keys)."""
     from advtf.attacks import coerce_options
