@@ -136,6 +136,60 @@ def _in_threat(x, point, eps, norm):
     return tf.clip_by_value(x + threats.project(point - x, eps, norm), 0.0, 1.0)
 
 
+def momentum_step(x, x_cur, x_prev, grad, eta, momentum, i, eps, norm: str):
+    """Eq. 2: ``z = P(x_k + eta d)``, ``x_{k+1} = P(x_k + a (z - x_k) + (1 - a)(x_k - x_{k-1}))``.
+
+    ``d`` is the sign (linf) or unit-l2 gradient, ``eta`` the per-example step size (B,), ``a`` the
+    ``momentum`` (0.75 in the paper) except at iteration ``i = 0``: a plain gradient step first.
+    """
+    a = tf.where(tf.equal(i, 0), tf.constant(1.0), momentum)
+    eta = tf.reshape(eta, [-1] + [1] * (len(x.shape) - 1))
+    z = _in_threat(x, x_cur + eta * _direction(grad, norm), eps, norm)
+    return _in_threat(x, x_cur + a * (z - x_cur) + (1.0 - a) * (x_cur - x_prev), eps, norm)
+
+
+def halving_conditions(n_up, since, rho, reduced, f_max, f_last):
+    """At a checkpoint: Eq. 3 (fewer than ``rho * since`` of the last ``since`` steps increased the
+    objective) or Eq. 4 (the step size was not halved at the last checkpoint and the best objective
+    did not improve since it), per example."""
+    oscillating = tf.cast(n_up, tf.float32) < rho * tf.cast(since, tf.float32)  # Eq. 3
+    stalled = ~reduced & (f_max <= f_last)                                      # Eq. 4
+    return oscillating | stalled
+
+
+def initial_step_size_state(loss0, eta0, steps):
+    """The step-size bookkeeping before the first iteration (``w_0 = 0``, objective ``loss0`` (B,),
+    step size ``eta0`` (B,), the paper's ``2 eps``), for :func:`step_size_update`."""
+    p, d = _advance_checkpoint(tf.constant(_P1), tf.constant(_D1), tf.constant(0), steps)
+    return dict(loss_cur=loss0, f_max=loss0, n_up=tf.zeros_like(loss0, tf.int32), f_last=loss0,
+                reduced=tf.zeros_like(loss0, tf.bool), eta=eta0, last_w=tf.constant(0), p=p, d=d)
+
+
+def step_size_update(s, value, done, steps, rho):
+    """Algorithm 1's step-size bookkeeping after iteration ``done`` (1-based) reached objective ``value``.
+
+    ``s`` holds ``loss_cur`` (objective of the current iterate), ``f_max``, ``n_up`` (increases
+    since the last checkpoint), ``f_last`` (``f_max`` at the last checkpoint), ``reduced`` (halved
+    there), ``eta``, ``last_w`` and the schedule state ``p``, ``d``. Returns the updated copy,
+    where ``f_max`` improved, and where ``eta`` halved (the caller restarts those from the best
+    point, whose objective becomes ``loss_cur``).
+    """
+    s = dict(s)
+    s["n_up"] += tf.cast(value > s["loss_cur"], tf.int32)
+    better = value > s["f_max"]
+    s["f_max"] = tf.where(better, value, s["f_max"])
+    check = tf.equal(done, _checkpoint_at(s["p"], steps))
+    halve = check & halving_conditions(s["n_up"], done - s["last_w"], rho, s["reduced"], s["f_max"], s["f_last"])
+    s["eta"] = tf.where(halve, 0.5 * s["eta"], s["eta"])
+    s["loss_cur"] = tf.where(halve, s["f_max"], value)
+    s["reduced"] = tf.where(check, halve, s["reduced"])
+    s["f_last"] = tf.where(check, s["f_max"], s["f_last"])
+    s["n_up"] = tf.where(check, tf.zeros_like(s["n_up"]), s["n_up"])
+    s["last_w"] = tf.where(check, done, s["last_w"])
+    s["p"], s["d"] = _advance_checkpoint(s["p"], s["d"], done, steps)
+    return s, better, halve
+
+
 def _apgd_once(model, x, y, target, eps, steps, seed, norm, loss, targeted, rho, momentum, random_init):
     """One APGD run (Algorithm 1) from one start point.
 
@@ -151,51 +205,25 @@ def _apgd_once(model, x, y, target, eps, steps, seed, norm, loss, targeted, rho,
         x0 = tf.identity(x)
     loss0, logits0, grad0 = _value_and_grad(model, x0, y, target, loss, targeted)
     batch = tf.shape(x)[0]
-    p, d = _advance_checkpoint(tf.constant(_P1), tf.constant(_D1), tf.constant(0), steps)
-
     state = dict(
-        x_cur=x0, x_prev=x0, grad=grad0, loss_cur=loss0,
-        x_max=x0, grad_max=grad0, f_max=loss0,
+        x_cur=x0, x_prev=x0, grad=grad0, x_max=x0, grad_max=grad0,
         x_succ=x0, succ=_success(logits0, y, target, targeted),
-        eta=tf.fill([batch], 2.0) * eps,
-        n_up=tf.zeros([batch], tf.int32), f_last=loss0, reduced=tf.zeros([batch], tf.bool),
-        last_w=tf.constant(0), p=p, d=d,
+        **initial_step_size_state(loss0, tf.fill([batch], 2.0) * eps, steps),
     )
 
     def body(i, s):
-        s = dict(s)
-        a = tf.where(tf.equal(i, 0), tf.constant(1.0), momentum)  # no momentum on the first step
-        eta = tf.reshape(s["eta"], ones)
-        z = _in_threat(x, s["x_cur"] + eta * _direction(s["grad"], norm), eps, norm)
-        x_new = _in_threat(x, s["x_cur"] + a * (z - s["x_cur"]) + (1.0 - a) * (s["x_cur"] - s["x_prev"]),
-                           eps, norm)  # Eq. 2
+        x_new = momentum_step(x, s["x_cur"], s["x_prev"], s["grad"], s["eta"], momentum, i, eps, norm)
         value, logits, grad = _value_and_grad(model, x_new, y, target, loss, targeted)
 
+        s, better, halve = step_size_update(s, value, i + 1, steps, rho)
         hit = _success(logits, y, target, targeted)
         s["x_succ"] = tf.where(tf.reshape(hit, ones), x_new, s["x_succ"])
         s["succ"] = s["succ"] | hit
-        s["n_up"] += tf.cast(value > s["loss_cur"], tf.int32)
-        better = value > s["f_max"]
         s["x_max"] = tf.where(tf.reshape(better, ones), x_new, s["x_max"])
         s["grad_max"] = tf.where(tf.reshape(better, ones), grad, s["grad_max"])
-        s["f_max"] = tf.where(better, value, s["f_max"])
-        s["x_prev"], s["x_cur"], s["grad"], s["loss_cur"] = s["x_cur"], x_new, grad, value
-
-        done = i + 1
-        check = tf.equal(done, _checkpoint_at(s["p"], steps))
-        since = tf.cast(done - s["last_w"], tf.float32)
-        oscillating = tf.cast(s["n_up"], tf.float32) < rho * since          # Eq. 3
-        stalled = ~s["reduced"] & (s["f_max"] <= s["f_last"])               # Eq. 4
-        halve = check & (oscillating | stalled)
-        s["eta"] = tf.where(halve, 0.5 * s["eta"], s["eta"])
-        s["x_cur"] = tf.where(tf.reshape(halve, ones), s["x_max"], s["x_cur"])  # restart from the best
-        s["grad"] = tf.where(tf.reshape(halve, ones), s["grad_max"], s["grad"])
-        s["loss_cur"] = tf.where(halve, s["f_max"], s["loss_cur"])
-        s["reduced"] = tf.where(check, halve, s["reduced"])
-        s["f_last"] = tf.where(check, s["f_max"], s["f_last"])
-        s["n_up"] = tf.where(check, tf.zeros_like(s["n_up"]), s["n_up"])
-        s["last_w"] = tf.where(check, done, s["last_w"])
-        s["p"], s["d"] = _advance_checkpoint(s["p"], s["d"], done, steps)
+        s["x_prev"] = s["x_cur"]
+        s["x_cur"] = tf.where(tf.reshape(halve, ones), s["x_max"], x_new)  # restart from the best
+        s["grad"] = tf.where(tf.reshape(halve, ones), s["grad_max"], grad)
         return i + 1, s
 
     _, state = tf.while_loop(lambda i, s: i < steps, body, (tf.constant(0), state))

@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 
 from advtf.attacks import ATTACKS, Threat, fast_fgsm, get_attack, per_example_norm
-from advtf.attacks.apgd import checkpoint_schedule
+from advtf.attacks.apgd import (checkpoint_schedule, halving_conditions, initial_step_size_state, momentum_step,
+                               step_size_update)
 from advtf.attacks.losses import dlr, dlr_targeted
 from advtf.errors import UserError
 from advtf.evaluation import accuracy_counts
@@ -58,9 +59,182 @@ def paper_checkpoints(n):
 
 
 def test_checkpoint_schedule_is_the_papers():
+    # Mutations tried in a scratch copy of apgd.py, each made this test fail: _DECAY 3 -> 2, _MIN_GAP 6 -> 5,
+    # _P1 22 -> 20, ceil -> floor in _checkpoint_at.
     assert checkpoint_schedule(100) == [0, 22, 41, 57, 70, 80, 87, 93, 99]
-    for n in (1, 3, 10, 20, 37, 250):
+    assert checkpoint_schedule(20) == [0, 5, 9, 12, 14, 16, 18, 19, 20]
+    for n in (1, 2, 3, 5, 10, 20, 37, 250, 1000):
         assert checkpoint_schedule(n) == paper_checkpoints(n), n
+
+
+# --- Algorithm 1's internals against plain reimplementations (Croce & Hein 2020) ------------------------------
+
+
+def numpy_ball_box(x, point, eps, norm):
+    """P: the nearest point of the eps-ball around x (per example), then clipped to [0, 1]."""
+    d = point - x
+    if norm == "linf":
+        d = np.clip(d, -eps, eps)
+    else:
+        n = np.sqrt((d ** 2).sum(axis=(1, 2, 3), keepdims=True))
+        d = d * np.minimum(1.0, eps / np.maximum(n, 1e-30))
+    return np.clip(x + d, 0.0, 1.0)
+
+
+def numpy_momentum_step(x, x_cur, x_prev, grad, eta, a, eps, norm):
+    """z = P(x_k + eta * d), x_{k+1} = P(x_k + a (z - x_k) + (1 - a)(x_k - x_{k-1})), d = sign or unit-l2 gradient."""
+    if norm == "linf":
+        d = np.sign(grad)
+    else:
+        d = grad / np.sqrt((grad ** 2).sum(axis=(1, 2, 3), keepdims=True))
+    z = numpy_ball_box(x, x_cur + eta[:, None, None, None] * d, eps, norm)
+    return numpy_ball_box(x, x_cur + a * (z - x_cur) + (1 - a) * (x_cur - x_prev), eps, norm)
+
+
+def _momentum(x, x_cur, x_prev, grad, eta, momentum, i, eps, norm):
+    c = lambda v: tf.constant(np.asarray(v, np.float32))  # noqa: E731
+    return momentum_step(c(x), c(x_cur), c(x_prev), c(grad), c(eta), c(momentum), tf.constant(i), c(eps),
+                         norm).numpy()
+
+
+def test_momentum_step_hand_made():
+    # Mutations tried in a scratch copy of apgd.py, each made the momentum tests fail: a <-> (1 - a),
+    # x_prev - x_cur for the momentum term, z without the projection, no first-step a = 1.
+    # Four pixels, linf eps 0.2, eta 0.2, a 0.75: z hits the ball (pixels 0, 1) and the box (2); x_{k+1}
+    # hits the ball (0) and the box (2). By hand: pixel 0: z = P(0.8) = 0.7, x = P(0.6 + 0.75 * 0.1 + 0.25 * 0.2)
+    # = P(0.725) = 0.7; pixel 1: z = P(0.25) = 0.3, x = 0.45 - 0.75 * 0.15 - 0.25 * 0.05 = 0.325; pixel 2:
+    # z = P(1.18) = 1, x = P(1.015) = 1; pixel 3: z = 0, x = 0.2 - 0.75 * 0.2 + 0.25 * 0.1 = 0.075.
+    x = np.array([0.5, 0.5, 0.95, 0.1]).reshape(1, 2, 2, 1)
+    x_prev = np.array([0.4, 0.5, 0.9, 0.1]).reshape(1, 2, 2, 1)
+    x_cur = np.array([0.6, 0.45, 0.98, 0.2]).reshape(1, 2, 2, 1)
+    grad = np.array([1.0, -1.0, 3.0, -2.0]).reshape(1, 2, 2, 1)
+    got = _momentum(x, x_cur, x_prev, grad, [0.2], 0.75, 3, 0.2, "linf")
+    np.testing.assert_allclose(got.reshape(-1), [0.7, 0.325, 1.0, 0.075], atol=1e-6)
+    got = _momentum(x, x_cur, x_prev, grad, [0.2], 0.75, 0, 0.2, "linf")  # the first step: no momentum, x_1 = z
+    np.testing.assert_allclose(got.reshape(-1), [0.7, 0.3, 1.0, 0.0], atol=1e-6)
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 0.5)])
+def test_momentum_step_matches_numpy(norm, eps):
+    rng = np.random.default_rng(11)
+    x = rng.uniform(size=(3, 4, 4, 2))
+    x_prev = np.clip(x + rng.uniform(-eps, eps, size=x.shape) / (1 if norm == "linf" else 8), 0, 1)
+    x_cur = np.clip(x + rng.uniform(-eps, eps, size=x.shape) / (1 if norm == "linf" else 8), 0, 1)
+    grad = rng.normal(size=x.shape)
+    eta = np.array([2 * eps, eps / 2, eps / 8])  # the first example is pushed far outside the ball
+    for i, a in ((5, 0.75), (0, 1.0)):  # Algorithm 1 takes a plain gradient step (a = 1) first
+        want = numpy_momentum_step(x, x_cur, x_prev, grad, eta, a, eps, norm)
+        np.testing.assert_allclose(_momentum(x, x_cur, x_prev, grad, eta, 0.75, i, eps, norm), want, atol=2e-6)
+    assert np.any((want == 0) | (want == 1))  # the box was active
+
+
+def reference_halving(n_up, since, rho, reduced, f_max, f_last):
+    """Condition 1 (Eq. 3): sum of increases < rho * (w_j - w_{j-1}); condition 2 (Eq. 4): eta and f_max
+    unchanged since the last checkpoint (f_max never decreases, so "unchanged" is f_max == f_last)."""
+    return n_up < rho * since or (not reduced and f_max == f_last)
+
+
+def test_halving_conditions_hand_made():
+    # (increases, steps since the last checkpoint, halved there, f_max, f_max there) -> halve?
+    cases = [
+        (3, 4, True, 2.0, 1.0, False),    # 3 < 0.75 * 4 is false: the borderline count does not halve
+        (2, 4, True, 2.0, 1.0, True),     # one fewer increase: condition 1
+        (14, 19, True, 2.0, 1.0, True),   # 14 < 14.25
+        (15, 19, True, 2.0, 1.0, False),  # 15 < 14.25 is false
+        (16, 22, True, 2.0, 1.0, True),   # 16 < 16.5
+        (17, 22, True, 2.0, 1.0, False),
+        (0, 1, True, 2.0, 1.0, True),     # no increase in a one-step interval
+        (1, 1, False, 2.0, 2.0, True),    # condition 2: not halved and f_max unchanged
+        (1, 1, True, 2.0, 2.0, False),    # halved last time: condition 2 does not apply
+        (1, 1, False, 2.5, 2.0, False),   # f_max improved
+    ]
+    n_up, since, reduced, f_max, f_last, want = (np.array(v) for v in zip(*cases))
+    got = halving_conditions(tf.constant(n_up, tf.int32), tf.constant(since, tf.int32), tf.constant(0.75),
+                             tf.constant(reduced), tf.constant(f_max, tf.float32), tf.constant(f_last, tf.float32))
+    np.testing.assert_array_equal(got.numpy(), want)
+    assert [reference_halving(n, w, 0.75, r, fm, fl) for n, w, r, fm, fl, _ in cases] == list(want)
+
+
+def reference_step_sizes(losses, n, rho=0.75):
+    """Algorithm 1's step size on a given objective sequence, in plain Python: ``losses[0]`` is f(x^0) and
+    ``losses[k]`` the objective of the k-th iterate. A halving restarts from x_max, so the next increase
+    is counted against f_max. Returns eta (from 1) after each iteration and the iterations that halved it."""
+    checkpoints = set(paper_checkpoints(n)[1:])
+    eta, f_cur, f_max = 1.0, float(losses[0]), float(losses[0])
+    count, last_w, halved, f_max_then = 0, 0, False, float(losses[0])
+    etas, halvings = [], []
+    for k in range(1, n + 1):
+        value = float(losses[k])
+        count += value > f_cur
+        f_cur, f_max = value, max(f_max, value)
+        if k in checkpoints:
+            halved = reference_halving(count, k - last_w, rho, halved, f_max, f_max_then)
+            if halved:
+                eta, f_cur = eta / 2, f_max
+                halvings.append(k)
+            count, last_w, f_max_then = 0, k, f_max
+        etas.append(eta)
+    return etas, halvings
+
+
+def run_step_sizes(losses, n, rho=0.75):
+    """step_size_update driven by the objective sequences ``losses`` (examples, n + 1)."""
+    losses = np.asarray(losses, np.float32)
+    steps = tf.constant(n)
+    s = initial_step_size_state(tf.constant(losses[:, 0]), tf.ones([len(losses)]), steps)
+    etas, halves = [], []
+    for k in range(1, n + 1):
+        s, _, halve = step_size_update(s, tf.constant(losses[:, k]), tf.constant(k), steps, tf.constant(rho))
+        etas.append(s["eta"].numpy())
+        halves.append(halve.numpy())
+    return np.array(etas).T, [list(np.flatnonzero(h) + 1) for h in np.array(halves).T]
+
+
+# Objective sequences f(x^0), ..., f(x^20) over N = 20 iterations (checkpoints 5, 9, 12, 14, 16, 18, 19, 20).
+RISING = list(range(21))
+BORDERLINE = [0, 1, 2, 3, 4, 5, 6, 5.5, 7, 8] + list(range(9, 20))  # 3 of 4 increases up to 9: no halving
+ONE_FEWER = [0, 1, 2, 3, 4, 5, 6, 5.5, 5.2, 8] + list(range(9, 20))  # 2 of 4: halves at 9
+# f(x^0) = 10 stays the best until 17: condition 2 halves at 5; at 9 it cannot (halved at 5) and 3 of 4 steps
+# increased (the first after the restart compares with f_max = 10); at 12 condition 2 again; at 14 and 16 one
+# increase in two steps (each restart makes the next step a decrease); from 17 on new maxima.
+STALLED = [10, 1, 2, 3, 4, 5, 5.5, 6, 7, 8, 8.5, 9, 9.5, 9.6, 9.7, 9.8, 9.9, 11, 12, 13, 14]
+# f_max rises to 5, then stalls: condition 2 at 9 (3 of 4 increases), condition 1 at 12 (2 of 3).
+PLATEAU = [0, 1, 2, 3, 4, 5, 1, 2, 3, 4, 4.5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+HAND_HALVINGS = [[], [], [9], [5, 12, 14, 16], [9, 12]]
+
+
+def test_step_size_bookkeeping_on_hand_made_sequences():
+    # Mutations tried in a scratch copy of apgd.py, each made this test fail: < -> <= in condition 1, condition 2
+    # without "not halved last time", loss_cur = value (no restart from f_max) after a halving, f_last never
+    # updated, n_up not reset at checkpoints, value >= loss_cur counted as an increase, eta * 0.6.
+    sequences = [RISING, BORDERLINE, ONE_FEWER, STALLED, PLATEAU]
+    etas, halvings = run_step_sizes(sequences, 20)
+    assert halvings == HAND_HALVINGS
+    for seq, got, want_halvings in zip(sequences, etas, HAND_HALVINGS):
+        want_etas, ref_halvings = reference_step_sizes(seq, 20)
+        assert ref_halvings == want_halvings
+        np.testing.assert_array_equal(got, want_etas)
+
+
+@pytest.mark.parametrize("n", [10, 20, 37])
+def test_step_size_bookkeeping_matches_reference_on_random_walks(n):
+    rng = np.random.default_rng(n)
+    # Random walks rounded to 0.1 (ties between consecutive values and with f_max happen), drifting from
+    # slightly down (mostly halving) to clearly up (mostly not).
+    walks = np.round(np.cumsum(rng.normal(np.linspace(-0.2, 2.0, 16)[:, None], 1.0, size=(16, n + 1)), axis=1), 1)
+    walks = walks.astype(np.float32)
+    etas, halvings = run_step_sizes(walks, n)
+    for walk, got_etas, got_halvings in zip(walks, etas, halvings):
+        want_etas, want_halvings = reference_step_sizes(walk, n)
+        assert got_halvings == want_halvings
+        np.testing.assert_array_equal(got_etas, want_etas)
+    checks = 16 * (len(paper_checkpoints(n)) - 1)
+    assert 0.2 * checks < sum(map(len, halvings)) < 0.8 * checks  # both outcomes are frequent
+
+
+def test_paper_constants_are_the_defaults():
+    for name in ("apgd-ce", "apgd-dlr"):
+        assert ATTACKS[name].options["rho"] == 0.75 and ATTACKS[name].options["momentum"] == 0.75
 
 
 def test_bad_norm_and_too_few_classes_are_user_errors():
