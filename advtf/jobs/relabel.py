@@ -135,6 +135,7 @@ def run(request: RelabelRequest, run, *, progress=None, report=None) -> dict[str
     done = process_in_chunks(store, len(source_index), chunk_size=request.chunk_size,
                              batch_size=request.batch_size, batch_fn=batch, progress=progress,
                              desc=f"relabel ({request.mode})")
+    run.fresh(request.split)  # a kill during an earlier final save may have left it half-written
     section = save_dataset(
         run.path, {request.split: chunks_dataset(store, done.chunks, ELEMENT_KEYS)}, kind="relabeled",
         info=splits.info,

@@ -26,6 +26,7 @@ import keras
 import numpy as np
 
 from advtf.errors import UserError
+from advtf.models.saving import load_run_weights
 
 PARTS = ("before", "after")
 INITIAL_WEIGHTS = "initial.weights.h5"  # written by `advtf train` before its first step
@@ -205,13 +206,9 @@ def initial_model(model: keras.Model, pretrained: str | Path | None, seed: int) 
         fresh, source = fresh_model(model, seed), "fresh"
     if pretrained is not None:
         path = Path(pretrained)
-        saved = (path if path.is_dir() else path.parent) / INITIAL_WEIGHTS
-        if saved.is_file():
-            try:
-                fresh.load_weights(saved)
-            except Exception as e:  # a file of another architecture
-                raise UserError(f"{saved} does not fit the pretrained model ({e}); remove it to use fresh "
-                                "weights") from None
+        run_dir = path if path.is_dir() else path.parent
+        if (run_dir / INITIAL_WEIGHTS).is_file():
+            load_run_weights(fresh, run_dir, INITIAL_WEIGHTS)  # stays inside the run directory
             return fresh, "saved"
     return fresh, source
 
@@ -296,8 +293,7 @@ def retrain_cell(pretrained, selection: Selection, data, config, adversarial, ev
         for layer in model.layers:  # saved models load trainable, like any `advtf train` model
             layer.trainable = True
         model.save(workdir / "model.keras")
-    shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
-    (workdir / "best.weights.h5").unlink(missing_ok=True)
+    shutil.rmtree(workdir / "resume", ignore_errors=True)  # the cell's checkpoints: it is finished
     shutil.rmtree(workdir / "logs", ignore_errors=True)
     return {**out, "trainable_params": trainable, "total_params": count_params(model),
             "epochs": result.epochs_run, "seconds": round(time.time() - start, 2)}
