@@ -1,5 +1,5 @@
 """C&W-L2 and EAD: near-certain success on a small trained net, smaller norms than PGD, sparse EAD,
-budgets as hard limits, option validation."""
+budgets as hard limits, option validation, the binary search on c against hand-computed sequences."""
 
 import keras
 import numpy as np

@@ -1,4 +1,5 @@
-"""Str-attack: group norms, budget, success on a trained model, sparser groups than PGD."""
+"""Str-attack: group norms, one ADMM iteration against numpy, budget, success on a trained model, sparser groups
+than PGD."""
 
 import keras
 import numpy as np
