@@ -6,14 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from advtf.plots.local import _plt
+from advtf.plots.figure import new_figure, no_ticks, save
 
 
 def detectors_figure(rows: list[dict], categories: list[str], path: Path, *, title: str = "") -> None:
     """Figure 7b: concept detectors per layer and category (stacked bars), all units and the top sensitive."""
-    plt = _plt()
     scopes = list(dict.fromkeys(r["units"].split(" ")[0] for r in rows))
-    fig, axes = plt.subplots(1, len(scopes), figsize=(5.5 * len(scopes), 3.8), squeeze=False)
+    fig, axes = new_figure(1, len(scopes), figsize=(5.5 * len(scopes), 3.8))
     for ax, scope in zip(axes[0], scopes):
         chosen = [r for r in rows if r["units"].split(" ")[0] == scope]
         x = np.arange(len(chosen))
@@ -27,17 +26,12 @@ def detectors_figure(rows: list[dict], categories: list[str], path: Path, *, tit
         ax.set_title("all units" if scope == "all" else "the most sensitive units (Fig. 7b)", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save(fig, path, title=title, fontsize=10)
 
 
 def pvalues_figure(rows: list[dict], layers: list[str], path: Path, *, title: str = "") -> None:
     """Figure 7a: p-value against N, one line per layer (skipped N left out), 0.05 marked."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig, ax = new_figure(figsize=(6, 3.8), squeeze=True)
     for layer in layers:
         points = [(r["n"], r["p_value"]) for r in rows if r["layer"] == layer and r["p_value"] is not None]
         if points:
@@ -50,9 +44,7 @@ def pvalues_figure(rows: list[dict], layers: list[str], path: Path, *, title: st
     ax.legend(fontsize=7)
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save(fig, path)
 
 
 def _overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -71,9 +63,8 @@ def segmentation_figure(natural: np.ndarray, adversarial: np.ndarray, natural_ma
 
     ``natural`` / ``adversarial``: ``[n, H, W, C]``; masks ``[n, H, W, units]``; ``titles`` one per unit.
     """
-    plt = _plt()
     n, units = natural.shape[0], natural_masks.shape[-1]
-    fig, axes = plt.subplots(2 * n, units + 1, figsize=(2.3 * (units + 1), 2.3 * 2 * n + 0.6), squeeze=False)
+    fig, axes = new_figure(2 * n, units + 1, figsize=(2.3 * (units + 1), 2.3 * 2 * n + 0.6))
     for i in range(n):
         for row, (image, masks, name) in enumerate(((natural, natural_masks, "natural"),
                                                      (adversarial, adversarial_masks, "adversarial"))):
@@ -84,11 +75,5 @@ def segmentation_figure(natural: np.ndarray, adversarial: np.ndarray, natural_ma
                 ax[k + 1].imshow(_overlay(image[i], masks[i, ..., k]))
                 if i == 0 and row == 0:
                     ax[k + 1].set_title(titles[k], fontsize=6)
-    for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    no_ticks(*axes.ravel())
+    save(fig, path, title=title)

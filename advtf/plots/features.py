@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from advtf.inputs import model_name
-from advtf.plots.local import _plt
+from advtf.plots.figure import new_figure, no_ticks, save
 
 NATURAL, ADVERSARIAL = "tab:green", "tab:red"
 
@@ -26,12 +25,14 @@ def _contours(ax, density, extent, colour) -> None:
 
 def features_figure(panels: list[dict], rows: list[dict], modules: list[str], path: Path, *, title: str = "") -> None:
     """Rows = models, columns = modules; each panel a scatter of the joint embedding with density contours
-    (natural green, adversarial red) and the panel's MMD², p-value and C2ST accuracy in its title."""
-    plt = _plt()
+    (natural green, adversarial red) and the panel's MMD², p-value and C2ST accuracy in its title.
+
+    ``panels[i]["model"]`` and ``rows[j]["model"]`` are labels, drawn as given (pass short names, not paths);
+    a row's statistics go to the panel with the same model label and module.
+    """
     models = list(dict.fromkeys(p["model"] for p in panels))
     stats = {(r["model"], r["module"]): r for r in rows}
-    fig, axes = plt.subplots(len(models), len(modules), figsize=(3.2 * len(modules), 3.2 * len(models) + 0.4),
-                             squeeze=False)
+    fig, axes = new_figure(len(models), len(modules), figsize=(3.2 * len(modules), 3.2 * len(models) + 0.4))
     for panel in panels:
         ax = axes[models.index(panel["model"])][modules.index(panel["module"])]
         xy, adv = np.asarray(panel["embedding"]), np.asarray(panel["adversarial"], bool)
@@ -41,18 +42,13 @@ def features_figure(panels: list[dict], rows: list[dict], modules: list[str], pa
         _contours(ax, panel.get("density_adversarial"), panel["extent"], ADVERSARIAL)
         ax.set_xlim(panel["extent"][0], panel["extent"][1])
         ax.set_ylim(panel["extent"][2], panel["extent"][3])
-        ax.set_xticks([])
-        ax.set_yticks([])
+        no_ticks(ax)
         r = stats.get((panel["model"], panel["module"]), {})
         c2st = r.get("c2st_accuracy")
         ax.set_title(f"{panel['module']} (C={r.get('channels', '?')})\nMMD²={r.get('mmd2', float('nan')):.3g} "
                      f"p={r.get('p_value', float('nan')):.3g}  C2ST={'n/a' if c2st is None else f'{c2st:.2f}'}",
                      fontsize=8)
         if modules.index(panel["module"]) == 0:
-            ax.set_ylabel(model_name(panel["model"]), fontsize=10)
+            ax.set_ylabel(str(panel["model"]), fontsize=10)
     axes[0][0].legend(loc="best", fontsize=7, markerscale=4)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save(fig, path, title=title)

@@ -6,62 +6,48 @@ from pathlib import Path
 
 import numpy as np
 
-from advtf.plots.derived import _name
-from advtf.plots.local import _plt
+from advtf.plots.figure import class_label, new_figure, no_ticks, save, show_image
 
 # PSR categories as the paper draws them: suppression white, balanced grey, promotion black.
 _PSR_COLOURS = {0: (1.0, 1.0, 1.0), 1: (0.5, 0.5, 0.5), 2: (0.0, 0.0, 0.0)}
 
 
-def _image(ax, image, title: str = "") -> None:
-    cmap = "gray" if image.shape[-1] == 1 else None
-    ax.imshow(np.squeeze(np.clip(image, 0, 1)), cmap=cmap, vmin=0, vmax=1)
-    _tidy(ax, title)
-
-
 def _heat(ax, values, title: str = "", vmax=1.0, cmap="jet") -> None:
     ax.imshow(values, cmap=cmap, vmin=0, vmax=vmax)
-    _tidy(ax, title)
-
-
-def _finish(plt, fig, path: Path, title: str, fontsize: int = 9) -> None:
-    if title:
-        fig.suptitle(title, fontsize=fontsize)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def _tidy(ax, title: str) -> None:
     ax.set_title(title, fontsize=7)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    no_ticks(ax)
+
+
+def _image(ax, image, title: str) -> None:
+    show_image(ax, image, title, fontsize=7)
+
+
+def _labels(figure: dict, i: int, class_names) -> tuple[str, str]:
+    """The names of example ``i``'s true class t0 and target t."""
+    return class_label(class_names, figure["label"][i]), class_label(class_names, figure["target"][i])
 
 
 def cam_figure(figure: dict, path: Path, *, class_names=None, title: str = "") -> None:
     """Figure A1's row layout: F(x',t0), F(x0,t0), x0, F(x0,t), F(x',t), maps on a shared scale per row."""
-    plt = _plt()
     n = len(figure["label"])
-    fig, axes = plt.subplots(n, 5, figsize=(10, 2.1 * n), squeeze=False)
+    fig, axes = new_figure(n, 5, figsize=(10, 2.1 * n))
     for i in range(n):
-        t0, t = _name(class_names, figure["label"][i]), _name(class_names, figure["target"][i])
+        t0, t = _labels(figure, i, class_names)
         _heat(axes[i, 0], figure["xadv_t0"][i], f"F(x', t0={t0})")
         _heat(axes[i, 1], figure["x0_t0"][i], f"F(x0, t0={t0})")
         _image(axes[i, 2], figure["natural"][i], "x0")
         _heat(axes[i, 3], figure["x0_t"][i], f"F(x0, t={t})")
         _heat(axes[i, 4], figure["xadv_t"][i], f"F(x', t={t})")
-    _finish(plt, fig, path, title)
+    save(fig, path, title=title, dpi=100)
 
 
 def psr_examples_figure(figure: dict, path: Path, *, class_names=None, title: str = "") -> None:
     """Figure 2 per example: x', the ||delta_Gi||_2 heat map, ||delta_Gi||_2 and ||delta_Gi||_inf, d0 and dt
     per grid, sorted PSR."""
-    plt = _plt()
     n = len(figure["label"])
-    fig, axes = plt.subplots(n, 5, figsize=(15, 2.4 * n), squeeze=False,
-                             gridspec_kw={"width_ratios": [1, 1, 2, 2, 2]})
+    fig, axes = new_figure(n, 5, figsize=(15, 2.4 * n), width_ratios=[1, 1, 2, 2, 2])
     for i in range(n):
-        t0, t = _name(class_names, figure["label"][i]), _name(class_names, figure["target"][i])
+        t0, t = _labels(figure, i, class_names)
         _image(axes[i, 0], figure["adversarial"][i], f"x' ({t0} -> {t})")
         _heat(axes[i, 1], figure["l2_map"][i], "||δ_G||2 per grid", vmax=max(float(figure["l2_map"][i].max()), 1e-12),
               cmap="magma")
@@ -85,7 +71,7 @@ def psr_examples_figure(figure: dict, path: Path, *, class_names=None, title: st
         for ax in axes[i, 2:]:
             ax.tick_params(labelsize=6)
             ax.grid(alpha=0.3)
-    _finish(plt, fig, path, title)
+    save(fig, path, title=title, dpi=100)
 
 
 def _categories_rgba(category_map: np.ndarray) -> np.ndarray:
@@ -97,25 +83,23 @@ def _categories_rgba(category_map: np.ndarray) -> np.ndarray:
 
 def psr_cam_figure(figure: dict, path: Path, *, class_names=None, title: str = "") -> None:
     """Figure 4/A2: F(x0,t0), x0, F(x',t) and the PSR categories of the significant grids over F(x',t)."""
-    plt = _plt()
     n = len(figure["label"])
-    fig, axes = plt.subplots(n, 4, figsize=(8.5, 2.2 * n), squeeze=False)
+    fig, axes = new_figure(n, 4, figsize=(8.5, 2.2 * n))
     for i in range(n):
-        t0, t = _name(class_names, figure["label"][i]), _name(class_names, figure["target"][i])
+        t0, t = _labels(figure, i, class_names)
         _heat(axes[i, 0], figure["cam_x0_t0"][i], f"F(x0, t0={t0})")
         _image(axes[i, 1], figure["natural"][i], "x0")
         _heat(axes[i, 2], figure["cam_xadv_t"][i], f"F(x', t={t})")
         _heat(axes[i, 3], figure["cam_xadv_t"][i], "PSR over F(x', t)")
         axes[i, 3].imshow(_categories_rgba(figure["category_map"][i]))
-    _finish(plt, fig, path, title + "\nwhite: suppression (r<-1), grey: balanced, black: promotion (r>1)" if title
-            else "", fontsize=8)
+    save(fig, path, title=title + "\nwhite: suppression (r<-1), grey: balanced, black: promotion (r>1)" if title
+         else "", fontsize=8, dpi=100)
 
 
 def refine_figure(figure: dict, mask: np.ndarray, refined: np.ndarray, path: Path, *, title: str = "") -> None:
     """Figures 6/A6: x0, per-pixel l2 of the original perturbation, the allowed pixels S, the refined one's."""
-    plt = _plt()
     n = min(len(mask), len(figure["natural"]))
-    fig, axes = plt.subplots(n, 4, figsize=(8.5, 2.2 * n), squeeze=False)
+    fig, axes = new_figure(n, 4, figsize=(8.5, 2.2 * n))
     for i in range(n):
         original = np.sqrt(np.sum(np.square(figure["delta"][i]), -1))
         after = np.sqrt(np.sum(np.square(refined[i] - figure["natural"][i]), -1))
@@ -124,4 +108,4 @@ def refine_figure(figure: dict, mask: np.ndarray, refined: np.ndarray, path: Pat
         _heat(axes[i, 1], original, f"|δ| per pixel (max {original.max():.3g})", vmax=top, cmap="magma")
         _heat(axes[i, 2], mask[i], "allowed pixels S", cmap="gray")
         _heat(axes[i, 3], after, f"refined |δ_S| (max {after.max():.3g})", vmax=top, cmap="magma")
-    _finish(plt, fig, path, title)
+    save(fig, path, title=title, dpi=100)

@@ -7,24 +7,20 @@ from pathlib import Path
 
 import numpy as np
 
-from advtf.plots.local import _plt
+from advtf.plots.figure import new_figure, save
 
 _METRICS = (("clean_accuracy", "clean accuracy"), ("robust_accuracy", "robust accuracy"))
 _PART_COLOURS = {"before": "tab:blue", "after": "tab:orange"}
 
 
 def _finish(fig, path: Path, title: str) -> None:
-    if title:
-        fig.suptitle(textwrap.fill(title, 80), fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    save(fig, path, title=textwrap.fill(title, 80))
 
 
 def cutoff_figure(rows: list[dict], pretrained: dict, labels: list[str], path: Path, *, title: str = "",
                   xlabel: str = "cut-off module") -> None:
     """Clean and robust accuracy vs cut-off, retrained before / after it; dashed: only pretrained (Figs. 2-5)."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(max(9, 0.45 * len(labels) * 2), 3.6))
+    fig, axes = new_figure(1, 2, figsize=(max(9, 0.45 * len(labels) * 2), 3.6), squeeze=True)
     for ax, (metric, label) in zip(axes, _METRICS):
         for part in ("before", "after"):
             points = sorted((r["cutoff"], r[metric]) for r in rows if r.get("part") == part)
@@ -40,15 +36,13 @@ def cutoff_figure(rows: list[dict], pretrained: dict, labels: list[str], path: P
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     _finish(fig, path, title)
-    plt.close(fig)
 
 
 def combinations_figure(medians: list[dict], path: Path, *, title: str = "") -> None:
     """Median accuracy over the module subsets with vs without each module (Fig. 6)."""
-    plt = _plt()
     names = [m["module"] for m in medians]
     x = np.arange(len(names))
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig, axes = new_figure(1, 2, figsize=(9, 3.6), squeeze=True)
     for ax, (metric, label) in zip(axes, _METRICS):
         with_ = [m[f"{metric}_with"] for m in medians]
         without = [m[f"{metric}_without"] for m in medians]
@@ -62,15 +56,13 @@ def combinations_figure(medians: list[dict], path: Path, *, title: str = "") -> 
         ax.grid(alpha=0.3, axis="y")
         ax.legend(fontsize=7)
     _finish(fig, path, title)
-    plt.close(fig)
 
 
 def reinit_figure(rows: list[dict], pretrained: dict, path: Path, *, title: str = "") -> None:
     """Clean and robust accuracy with one unit reinitialised (no retraining); dashed: the model itself (Fig. 7)."""
-    plt = _plt()
     names = [r["retrained"] for r in rows]
     x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(names) + 2), 3.6))
+    fig, ax = new_figure(figsize=(max(6, 0.5 * len(names) + 2), 3.6), squeeze=True)
     colours = {"clean_accuracy": "tab:green", "robust_accuracy": "tab:red"}
     for offset, (metric, label) in zip((-0.2, 0.2), _METRICS):
         ax.bar(x + offset, [r[metric] for r in rows], 0.4, color=colours[metric], label=label)
@@ -83,21 +75,15 @@ def reinit_figure(rows: list[dict], pretrained: dict, path: Path, *, title: str 
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7)
     _finish(fig, path, title)
-    plt.close(fig)
 
 
 def cell_figure(rows: list[dict], pretrained: dict, path: Path, *, title: str = "") -> None:
     """Clean and robust accuracy of the pretrained model beside each retrained cell (a single-cell run)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     cell_colour = "tab:blue" if len(rows) == 1 else None  # several cells: matplotlib's colour cycle
     bars = [("only pretrained", pretrained, "tab:gray")] + [(f"retrained {r['retrained']}", r, cell_colour)
                                                              for r in rows]
     width = 0.8 / len(bars)
-    fig = Figure(figsize=(max(6.5, 1.2 * len(bars) + 3), 4.0))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+    fig, ax = new_figure(figsize=(max(6.5, 1.2 * len(bars) + 3), 4.0), squeeze=True)
     for i, (label, values, colour) in enumerate(bars):
         x = np.arange(len(_METRICS)) + (i - (len(bars) - 1) / 2) * width
         heights = [values[metric] for metric, _ in _METRICS]
@@ -109,7 +95,4 @@ def cell_figure(rows: list[dict], pretrained: dict, path: Path, *, title: str = 
     ax.set_ylabel("accuracy")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(textwrap.fill(title, 80), fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    _finish(fig, path, title)

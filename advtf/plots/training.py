@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from advtf.plots.figure import new_figure, save
+
 
 def training_curves(history: list[dict], path: Path, *, title: str = "") -> None:
     """Loss and accuracies per epoch, saved as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     epochs = [r["epoch"] for r in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, (ax_loss, ax_acc) = new_figure(1, 2, figsize=(9, 3.4), squeeze=True)
     ax_loss.plot(epochs, [r["train_loss"] for r in history], marker="o")
     ax_loss.set(xlabel="epoch", ylabel="train loss")
     for key, label in [("train_accuracy", "train"), ("val_clean_accuracy", "validation clean"),
@@ -22,8 +19,6 @@ def training_curves(history: list[dict], path: Path, *, title: str = "") -> None
         if any(v is not None for v in values):
             ax_acc.plot(epochs, [v if v is not None else float("nan") for v in values], marker="o", label=label)
     ax_acc.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1))
-    ax_acc.legend(loc="lower right")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    if ax_acc.get_legend_handles_labels()[0]:
+        ax_acc.legend(loc="lower right")
+    save(fig, path, title=title, fontsize=12, dpi=110)

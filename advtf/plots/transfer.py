@@ -7,16 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from matplotlib.colors import Normalize, TwoSlopeNorm
+
+from advtf.plots.figure import new_figure, save
+
 METRIC_LABELS = {"error_rate": "victim error rate (true labels)", "target_rate": "victim predicts the target"}
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def accuracy_heatmap(accuracy: dict[str, dict[str, float]], path: Path, *, chance: float, title: str = "") -> None:
@@ -24,13 +19,10 @@ def accuracy_heatmap(accuracy: dict[str, dict[str, float]], path: Path, *, chanc
 
     Red cells are below chance, blue above; every cell carries its value.
     """
-    from matplotlib.colors import Normalize, TwoSlopeNorm
-
-    plt = _pyplot()
     rows = list(accuracy)
     cols = list(next(iter(accuracy.values())))
     values = [[accuracy[r][c] for c in cols] for r in rows]
-    fig, ax = plt.subplots(figsize=(max(5.0, 3.0 + 0.85 * len(cols)), 1.7 + 0.5 * len(rows)))
+    fig, ax = new_figure(figsize=(max(5.0, 3.0 + 0.85 * len(cols)), 1.7 + 0.5 * len(rows)), squeeze=True)
     norm = TwoSlopeNorm(vmin=0.0, vcenter=chance, vmax=1.0) if 0 < chance < 1 else Normalize(0.0, 1.0)
     image = ax.imshow(values, cmap="RdBu", norm=norm, aspect="auto")
     for i, row in enumerate(values):
@@ -46,9 +38,7 @@ def accuracy_heatmap(accuracy: dict[str, dict[str, float]], path: Path, *, chanc
     bar.ax.axhline(chance, color="black", linewidth=1)
     bar.set_label("accuracy (white = chance)")
     ax.set_title(f"{title or 'accuracy'} (%; chance = {100 * chance:.1f}%)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save(fig, path, dpi=110, bbox_inches="tight")
 
 
 def transfer_curves(table: dict[str, dict[str, float]], path: Path, *, metric: str,
@@ -60,11 +50,10 @@ def transfer_curves(table: dict[str, dict[str, float]], path: Path, *, metric: s
     text), so ε = 0 sits beside 1/256 and 1 as in the paper's figures. Dashed black: each
     source's white-box value; dotted, in the victim's colour: the victim on natural images.
     """
-    plt = _pyplot()
     sources = list(table)
     victims = list(next(iter(table.values()))) if table else []
     xs = list(range(len(sources)))
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(sources) + 2.5), 3.8))
+    fig, ax = new_figure(figsize=(max(5.0, 0.7 * len(sources) + 2.5), 3.8), squeeze=True)
     for victim in victims:
         (line,) = ax.plot(xs, [table[s][victim] for s in sources], marker="o", label=victim)
         if clean is not None:
@@ -79,6 +68,4 @@ def transfer_curves(table: dict[str, dict[str, float]], path: Path, *, metric: s
            ylim=(0, 1), title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save(fig, path, dpi=110, bbox_inches="tight")
