@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import click
 
-from advtf.cli.local import _attack_setup
-from advtf.cli.options import (compose, dataset_options, print_summary, progress_factory, run_options,
+from advtf.cli.options import (attack_setup, compose, dataset_options, print_summary, run_job, run_options,
                                targeting_options, threat_options)
 
 _MODELS = click.argument("model_paths", nargs=-1, metavar="MODEL...", type=click.Path())
@@ -24,8 +23,8 @@ def _map_options(default_examples: int):
         click.option("--quantile", type=float, default=0.7, show_default=True,
                      help="nu of Eq. 5: B(x, c) keeps pixels at or above this quantile of the map, only positive "
                           "ones (nu = 0 keeps F > 0); a map with none has no B (IS undefined, S2 pair skipped)."),
-        click.option("--examples", type=click.IntRange(min=0), default=default_examples, show_default=True,
-                     help="Pairs drawn in the figures."),
+        click.option("--examples", type=int, default=default_examples, show_default=True,
+                     help="Pairs drawn in the figures (at least 1)."),
     )
 
 
@@ -54,9 +53,11 @@ def cam(**kw):
     For every successful adversarial example x' of a correctly classified test image x0 (true
     label t0; t = the target, or the adversarial prediction when untargeted): the maps F(x0,t0),
     F(x',t0), F(x0,t), F(x',t) at input resolution, divided by their joint maximum (Figure 3),
-    and IS(delta) = ||B(x,c) o delta||_2 / ||delta||_2 with B the map's top (1 - quantile) pixels,
-    averaged per model (Table 2 reports (x0,t0) and (x',t)). With a GAP head, CAM and Grad-CAM
-    agree up to scale. C&W, EAD and Str use confidence κ = 1 as in Xu et al. 2019 unless
+    and IS(delta) = ||B(x,c) o delta||_2 / ||delta||_2, averaged per model (Table 2 reports
+    (x0,t0) and (x',t)). B = {F >= nu} with nu the map's --quantile when nu > 0, else the
+    positive pixels; a map with no positive pixel (or a constant one) has no B, its IS is
+    undefined and left out of the mean (counted as undefined_<key>). With a GAP head, CAM and
+    Grad-CAM agree up to scale. C&W, EAD and Str use confidence κ = 1 as in Xu et al. 2019 unless
     -O confidence=... is given.
 
     \b
@@ -67,17 +68,14 @@ def cam(**kw):
     Writes results.json, cam.csv/.md (per model), examples.csv/.md (per pair), cam.png
     (cam_<model>.png for several models) and manifest.json.
     """
-    from advtf.analysis.interpret import run_cam_job
     from advtf.inputs import model_name
-    from advtf.runs import RunDir
+    from advtf.jobs.cam import CamRequest
 
-    models = list(kw.pop("model_paths"))
-    options, data, request = _attack_setup(kw, xu_defaults=True)
-    options["model_paths"] = models
-    with RunDir(kw["out"], overwrite=kw["overwrite"], options=options) as run:
-        results = run_cam_job(models, data, request, run, method=kw["method"], layer=kw["layer"],
-                              quantile=kw["quantile"], examples=kw["examples"], batch_size=kw["batch_size"],
-                              progress=progress_factory(kw["quiet"]))
+    _, data, attack = attack_setup(kw, xu_defaults=True)
+    request = CamRequest(models=tuple(kw["model_paths"]), attack=attack, data=data, method=kw["method"],
+                         layer=kw["layer"], quantile=kw["quantile"], examples=kw["examples"],
+                         batch_size=kw["batch_size"])
+    results = run_job("cam", request, kw)
     rows = []
     for r in results["rows"]:
         rows.append((f"{model_name(r['model'])}: pairs / success rate",
@@ -87,7 +85,7 @@ def cam(**kw):
                      f"{_fmt(r['map_x0_t0'])} -> {_fmt(r['map_xadv_t0'])} | {_fmt(r['map_x0_t'])} -> "
                      f"{_fmt(r['map_xadv_t'])}"))
     rows += [("note", n) for n in results["notes"]]
-    print_summary(_title("cam", request, models) + f", {kw['method']}", rows, out=kw["out"])
+    print_summary(_title("cam", attack, request.models) + f", {kw['method']}", rows, out=kw["out"])
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -130,18 +128,15 @@ def psr(**kw):
     Writes results.json, psr.csv/.md (per model), refine.csv/.md (with --refine), psr_examples.png
     (Figure 2), psr_cam.png (Figure 4), refine_s1.png / refine_s2.png and manifest.json.
     """
-    from advtf.analysis.interpret import run_psr_job
     from advtf.inputs import model_name
-    from advtf.runs import RunDir
+    from advtf.jobs.psr import PsrRequest
 
-    models = list(kw.pop("model_paths"))
-    options, data, request = _attack_setup(kw, xu_defaults=True)
-    options["model_paths"] = models
-    with RunDir(kw["out"], overwrite=kw["overwrite"], options=options) as run:
-        results = run_psr_job(models, data, request, run, grid=kw["grid"], stride=kw["stride"], xi=kw["xi"],
-                              drop=kw["drop"], refine=kw["refine"], method=kw["method"], layer=kw["layer"],
-                              quantile=kw["quantile"], examples=kw["examples"], batch_size=kw["batch_size"],
-                              chunk=kw["chunk"], progress=progress_factory(kw["quiet"]))
+    _, data, attack = attack_setup(kw, xu_defaults=True)
+    request = PsrRequest(models=tuple(kw["model_paths"]), attack=attack, data=data, grid=kw["grid"],
+                         stride=kw["stride"], xi=kw["xi"], drop=kw["drop"], refine=tuple(kw["refine"]),
+                         method=kw["method"], layer=kw["layer"], quantile=kw["quantile"], examples=kw["examples"],
+                         batch_size=kw["batch_size"], chunk=kw["chunk"])
+    results = run_job("psr", request, kw)
     rows = [("grids", f"{results['rows'][0]['grids']} ({results['grid']}x{results['grid']}, "
                       f"stride {results['stride']})")]
     for r in results["rows"]:
@@ -157,4 +152,4 @@ def psr(**kw):
                      f"{r['original_l0']:.0f} -> {r['refined_l0']:.0f} | {r['original_l2']:.3f} -> "
                      f"{r['refined_l2']:.3f} | {_fmt(r['refined_success_rate'])}"))
     rows += [("note", n) for n in results["notes"]]
-    print_summary(_title("psr", request, models), rows, out=kw["out"])
+    print_summary(_title("psr", attack, request.models), rows, out=kw["out"])
