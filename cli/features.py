@@ -7,13 +7,13 @@ import dataclasses
 
 import click
 
+from advtf.cli.options import (attack_setup, dataset_options, print_summary, run_job, run_options, targeting_options,
+                               threat_options)
 from advtf.inputs import model_name
-from advtf.cli.options import (data_request, dataset_options, make_attack_request, make_threat, print_summary,
-                               progress_factory, run_options, targeting_options, threat_options)
 
 
 def _names(ctx, param, value):
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -60,22 +60,17 @@ def features(**kw):
 
     Writes results.json, features.csv/.md (per model and module: channels, n, mmd2, p_value,
     bandwidth, c2st_accuracy, clean and adversarial accuracy), embeddings.npz (np.load with
-    allow_pickle=False; advtf.analysis.features.load_panels redraws the figure), features.png
+    allow_pickle=False; advtf.jobs.features.load_panels redraws the figure), features.png
     and manifest.json.
     """
-    from advtf.analysis.features import require_method, run_features_job
-    from advtf.runs import RunDir
+    from advtf.jobs.features import FeaturesRequest
 
-    require_method(kw["method"])  # a missing optional package fails before anything is written
-    options = dict(kw)
-    data = dataclasses.replace(data_request(kw), test_subset=kw["images"])
-    request = make_attack_request(kw, make_threat(kw))
-    with RunDir(kw["out"], overwrite=kw["overwrite"], options=options) as run:
-        results = run_features_job(list(kw["model_paths"]), data, request, run, modules=kw["modules"],
-                                   method=kw["method"], positions=kw["positions"],
-                                   embed_samples=kw["embed_samples"], mmd_samples=kw["mmd_samples"],
-                                   permutations=kw["permutations"], perplexity=kw["perplexity"],
-                                   batch_size=kw["batch_size"], progress=progress_factory(kw["quiet"]))
+    _, data, request = attack_setup(kw)
+    results = run_job("features", FeaturesRequest(
+        models=kw["model_paths"], attack=request, data=dataclasses.replace(data, test_subset=kw["images"]),
+        batch_size=kw["batch_size"], modules=kw["modules"], method=kw["method"], positions=kw["positions"],
+        embed_samples=kw["embed_samples"], mmd_samples=kw["mmd_samples"], permutations=kw["permutations"],
+        perplexity=kw["perplexity"]), kw)
     first = {}
     for r in results["rows"]:
         first.setdefault(r["model"], r)

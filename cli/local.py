@@ -7,9 +7,9 @@ import dataclasses
 
 import click
 
+from advtf.cli.options import (attack_setup, dataset_options, print_summary, run_job, run_options, threat_options,
+                               xu_confidence)
 from advtf.inputs import model_name
-from advtf.cli.options import (data_request, dataset_options, make_attack_request, make_threat, print_summary,
-                               progress_factory, run_options, threat_options)
 
 _MODELS = click.argument("model_paths", nargs=-1, metavar="MODEL...", type=click.Path())
 _OPTIONAL_MODELS = click.argument("model_paths", nargs=-1, metavar="[MODEL]...", type=click.Path())
@@ -26,42 +26,11 @@ def _radii(ctx, param, value):
         radii = [float(v) for v in value.split(",") if v.strip()]
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers, e.g. 0,2,4,8,16") from None
-    if not radii or any(r < 0 for r in radii):
-        raise click.BadParameter(f"{value!r}: give radii >= 0, e.g. 0,2,4,8,16")
-    return radii
+    return tuple(radii)  # each >= 0 and finite: checked by the request
 
 
 def _layers(ctx, param, value):
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
-
-# Xu et al. 2019 (Appendix 1) run C&W, EAD and Str with confidence kappa = 1; their analyses
-# (`advtf cam`, `advtf psr`, the activation bias of `advtf response`) default to it.
-XU_CONFIDENCE = 1.0
-
-
-def xu_confidence(request):
-    """``request`` with confidence kappa = 1 (Xu et al. 2019) when its attack has one and none was given."""
-    from advtf.attacks import attack_spec
-
-    if "confidence" not in attack_spec(request.name).options or "confidence" in request.options:
-        return request
-    return dataclasses.replace(request, options={**request.options, "confidence": XU_CONFIDENCE})
-
-
-def _attack_setup(kw, *, xu_defaults: bool = False):
-    """The dataset request, the attack request and the options to record, popped from ``kw``.
-
-    ``xu_defaults``: C&W, EAD and Str get Xu et al. 2019's kappa = 1 unless ``-O confidence`` is
-    given; the effective attack options are recorded either way (``attack_options``).
-    """
-    options = dict(kw)
-    data = data_request(kw)
-    request = make_attack_request(kw, make_threat(kw))
-    if xu_defaults:
-        request = xu_confidence(request)
-    options["attack_options"] = dict(request.options)
-    return options, data, request
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
 
 
 def _also_request(request, spec: str):
@@ -115,16 +84,11 @@ def frequency(**kw):
     Writes results.json, frequency.csv/.md (accuracy per model, radius and curve), spectra.json,
     frequency.png, spectrum.png and manifest.json.
     """
-    from advtf.analysis.frequency import run_frequency_job
-    from advtf.errors import UserError
-    from advtf.runs import RunDir
+    from advtf.jobs.frequency import FrequencyRequest
 
-    if not kw["model_paths"]:
-        raise UserError("give at least one MODEL (a .keras file or a run directory of `advtf train`)")
-    options, data, request = _attack_setup(kw)
-    with RunDir(kw["out"], overwrite=kw["overwrite"], options=options) as run:
-        results = run_frequency_job(list(kw["model_paths"]), data, request, run, radii=kw["radii"],
-                                    batch_size=kw["batch_size"], progress=progress_factory(kw["quiet"]))
+    _, data, request = attack_setup(kw)
+    results = run_job("frequency", FrequencyRequest(models=kw["model_paths"], attack=request, data=data,
+                                                    batch_size=kw["batch_size"], radii=kw["radii"]), kw)
     rows = [("images", results["models"][0]["n"]), ("radii", f"{results['radii'][0]:g}..{results['radii'][-1]:g}")]
     for m in results["models"]:
         name, best = model_name(m["model"]), m["best_low_adversarial"]
@@ -157,20 +121,17 @@ def perturbations(**kw):
           --attack pgd --norm linf --eps 0.1 --only successful --out runs/perturbations
 
     Writes results.json, perturbations.csv/.md (per model: share of entries at ±eps, neighbour
-    sign agreement, neighbour difference / eps, high-frequency energy share), examples.csv/.md,
-    perturbations.png and manifest.json.
+    sign agreement, neighbour difference / eps, high-frequency energy share, clean and adversarial
+    accuracy), examples.csv/.md, perturbations.png (when an image matched --only), accuracy.png
+    (each model's accuracy before and after the attack) and manifest.json.
     """
-    from advtf.analysis.perturbations import STATS, run_perturbations_job
-    from advtf.errors import UserError
-    from advtf.runs import RunDir
+    from advtf.analysis.perturbations import STATS
+    from advtf.jobs.perturbations import PerturbationsRequest
 
-    if not kw["model_paths"]:
-        raise UserError("give at least one MODEL (a .keras file or a run directory of `advtf train`)")
-    options, data, request = _attack_setup(kw)
-    with RunDir(kw["out"], overwrite=kw["overwrite"], options=options) as run:
-        results = run_perturbations_job(list(kw["model_paths"]), data, request, run, only=kw["only"],
-                                        count=kw["count"], batch_size=kw["batch_size"],
-                                        progress=progress_factory(kw["quiet"]))
+    _, data, request = attack_setup(kw)
+    results = run_job("perturbations", PerturbationsRequest(models=kw["model_paths"], attack=request, data=data,
+                                                            batch_size=kw["batch_size"], only=kw["only"],
+                                                            count=kw["count"]), kw)
     rows = [("images shown", len(results["shown"]))]
     for m in results["models"]:
         rows.append((f"{model_name(m['model'])}: success rate", m["success_rate"]))
@@ -226,23 +187,16 @@ def response(**kw):
     --activation-maps), and with --checkpoints checkpoints.csv/.md and checkpoints_<stat>.png;
     manifest.json.
     """
-    from advtf.analysis.response import run_response_job
-    from advtf.errors import UserError
-    from advtf.runs import RunDir
+    from advtf.jobs.response import ResponseRequest
 
-    models = list(kw.pop("model_paths")) + list(kw.pop("compare"))
-    if not models and not kw["checkpoints"]:
-        raise UserError("give a MODEL (and --compare MODEL ...) or --checkpoints DIR")
-    also = list(kw.pop("also_attack"))
-    options, data, request = _attack_setup(kw, xu_defaults=True)
-    options["model_paths"] = models
-    extra = [xu_confidence(_also_request(request, spec)) for spec in also]
-    options["also_attack_options"] = [{"attack": r.name, "options": dict(r.options)} for r in extra]
-    with RunDir(kw["out"], overwrite=kw["overwrite"], options=options) as run:
-        results = run_response_job(models, data, request, run, layers=kw["layers"], adv_from=list(kw["adv_from"]),
-                                   also=extra, checkpoints=list(kw["checkpoints"]), batch_size=kw["batch_size"],
-                                   activation_maps=kw["activation_maps"], channels=kw["channels"],
-                                   progress=progress_factory(kw["quiet"]))
+    models = (*kw.pop("model_paths"), *kw.pop("compare"))
+    also = kw.pop("also_attack")
+    _, data, request = attack_setup(kw, xu_defaults=True)
+    extra = tuple(xu_confidence(_also_request(request, spec)) for spec in also)
+    results = run_job("response", ResponseRequest(
+        models=models, attack=request, data=data, batch_size=kw["batch_size"], also=extra, layers=kw["layers"],
+        adv_from=kw["adv_from"], checkpoints=kw["checkpoints"], activation_maps=kw["activation_maps"],
+        channels=kw["channels"]), kw)
     layers = results["layers"]
     rows = [("layers", ",".join(layers or []))]
     for r in results["rows"]:
@@ -284,12 +238,10 @@ def kernels(**kw):
     Writes results.json, kernels.csv/.md (per layer), summary.csv/.md (per model), kernels.png,
     and with --checkpoints checkpoints.csv/.md and checkpoints.png; manifest.json.
     """
-    from advtf.analysis.kernels import STATS, run_kernels_job
-    from advtf.runs import RunDir
+    from advtf.analysis.kernels import STATS
+    from advtf.jobs.kernels import KernelsRequest
 
-    options = dict(kw)
-    with RunDir(kw["out"], overwrite=kw["overwrite"], options=options) as run:
-        results = run_kernels_job(list(kw["model_paths"]), run, checkpoints=list(kw["checkpoints"]))
+    results = run_job("kernels", KernelsRequest(models=kw["model_paths"], checkpoints=kw["checkpoints"]), kw)
     rows = []
     for m in results["models"]:
         s = m["summary"]

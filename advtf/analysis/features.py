@@ -1,4 +1,5 @@
-"""Feature-vector distributions of natural and adversarial images (papers/001, Sec. 6, Figure 8).
+"""Feature-vector distributions of natural and adversarial images (Siddiqui & Breuel 2021,
+Sec. 6, Figure 8).
 
 A *feature vector* is one spatial position of a module's output: ``z = f_m(x)[i, j, :] ∈ R^C``.
 For every test image, ``positions`` positions of each module are drawn uniformly without
@@ -29,7 +30,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from advtf.analysis.two_sample import c2st_accuracy, mmd_test
 from advtf.errors import UserError
+from advtf.models import endpoints, feature_extractor
 
 METHODS = ("tsne", "umap", "trimap")
 PAPER_MODULES = ("m1", "m2", "m3", "m4")
@@ -40,8 +43,6 @@ PCA_DIMENSIONS = 50
 
 def spatial_endpoints(model: keras.Model) -> list[str]:
     """Endpoint names whose output is a feature map ``[B, H, W, C]`` (modules and aliases)."""
-    from advtf.models import endpoints
-
     return [name for name, tensor in endpoints(model).items() if len(tensor.shape) == 4]
 
 
@@ -55,8 +56,6 @@ def default_modules(model: keras.Model) -> list[str]:
 
 def check_modules(model: keras.Model, names, label: str = "") -> None:
     """UserError for a name that is no endpoint (listing the spatial ones) or not a feature map."""
-    from advtf.models import endpoints
-
     available = endpoints(model)
     spatial = spatial_endpoints(model)
     where = f" of {label}" if label else ""
@@ -114,8 +113,6 @@ def collect_features(model, modules, pairs, *, positions: int, seed: int) -> tup
     ``adversarial_correct`` (:func:`advtf.analysis.pairs.adversarial_pairs`). Returns
     ``({module: FeatureSample}, {"n_images", "clean_accuracy", "adversarial_accuracy"})``.
     """
-    from advtf.models import endpoints, feature_extractor
-
     extractor = feature_extractor(model, list(modules))
     shapes = {name: tuple(endpoints(model)[name].shape[1:3]) for name in modules}
     parts: dict[str, dict[str, list]] = {name: {"natural": [], "adversarial": [], "image": [], "position": []}
@@ -224,8 +221,6 @@ def _subsample(rng, count: int, limit: int) -> np.ndarray:
 def analyse_module(sample: FeatureSample, *, method: str, embed_samples: int, mmd_samples: int, permutations: int,
                    perplexity: float, seed: int) -> tuple[dict, dict]:
     """The statistics row and the embedding panel of one model × module."""
-    from advtf.analysis.two_sample import c2st_accuracy, mmd_test
-
     rng = np.random.default_rng([seed, 1])
     n = len(sample.natural)
     mmd_nat, mmd_adv = _subsample(rng, n, mmd_samples), _subsample(rng, n, mmd_samples)
@@ -254,102 +249,3 @@ def with_densities(panel: dict) -> dict:
     extent = (float(lo[0] - pad[0]), float(hi[0] + pad[0]), float(lo[1] - pad[1]), float(hi[1] + pad[1]))
     return {**panel, "extent": extent, "density_natural": density_grid(xy[~adversarial], extent),
             "density_adversarial": density_grid(xy[adversarial], extent)}
-
-
-def save_embeddings(path, panels: list[dict]) -> None:
-    """``np.savez`` of every panel's ``p<i>_embedding``/``_adversarial``/``_image``/``_position`` (no pickle)."""
-    arrays = {}
-    for i, panel in enumerate(panels):
-        for key in ("embedding", "adversarial", "image", "position"):
-            arrays[f"p{i}_{key}"] = np.asarray(panel[key])
-    np.savez(path, **arrays)
-
-
-def load_embeddings(path, count: int) -> list[dict]:
-    """The ``count`` panels written by :func:`save_embeddings` (``allow_pickle=False``)."""
-    with np.load(path, allow_pickle=False) as data:
-        return [{key: data[f"p{i}_{key}"] for key in ("embedding", "adversarial", "image", "position")}
-                for i in range(count)]
-
-
-def load_panels(run_dir) -> tuple[list[dict], dict]:
-    """The figure's panels of a finished ``advtf features`` run, and its results, to redraw it::
-
-        panels, results = load_panels("runs/features")
-        features_figure(panels, results["rows"], results["modules"], "again.png")
-    """
-    from pathlib import Path
-
-    from advtf.runs import read_json
-
-    results = read_json(Path(run_dir) / "results.json")
-    arrays = load_embeddings(Path(run_dir) / "embeddings.npz", len(results["panels"]))
-    return [with_densities({**meta, **a}) for meta, a in zip(results["panels"], arrays)], results
-
-
-def run_features_job(model_paths, data, request, run, *, modules=None, method: str = "tsne", positions: int = 100,
-                     embed_samples: int = 1000, mmd_samples: int = 2000, permutations: int = 200,
-                     perplexity: float = 30.0, batch_size: int = 100, progress=None) -> dict:
-    """``advtf features``: statistics, embeddings and Figure 8 for every model × module.
-
-    Writes ``results.json`` (rows, panels, definitions, attack, dataset), ``features.csv/.md``,
-    ``embeddings.npz`` (panel ``i`` of ``results["panels"]`` as ``p<i>_*`` arrays) and ``features.png``.
-    """
-    from advtf.analysis.pairs import adversarial_pairs
-    from advtf.inputs import fingerprints, load_models, model_name
-    from advtf.plots.features import features_figure
-    from advtf.runs import write_json, write_table
-
-    if not model_paths:
-        raise UserError("give at least one MODEL (a .keras file or a run directory of `advtf train`)")
-    require_method(method)
-    splits = data.load()
-    request.check(splits.info.num_classes)
-    models = load_models(model_paths, splits.info)
-    modules = list(dict.fromkeys(modules)) if modules else default_modules(models[0])
-    for path, model in zip(model_paths, models):
-        check_modules(model, modules, model_name(path))
-    run.inputs.update(dataset=splits.fingerprint, models=fingerprints(model_paths))
-    rows, panels = [], []
-    for path, model in zip(model_paths, models):
-        name = model_name(path)
-        pairs = adversarial_pairs(model, splits, request, batch_size=batch_size, seed=data.seed, progress=progress,
-                                  desc=f"{request.name} on {name}")
-        samples, accuracy = collect_features(model, modules, pairs, positions=positions, seed=data.seed)
-        bar = progress(total=len(modules), desc=f"MMD + {method} ({name})", unit="module") if progress else None
-        for module in modules:
-            row, panel = analyse_module(samples[module], method=method, embed_samples=embed_samples,
-                                        mmd_samples=mmd_samples, permutations=permutations, perplexity=perplexity,
-                                        seed=data.seed)
-            rows.append({"model": str(path), **row, **accuracy})
-            panels.append({"model": str(path), **panel})
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-    columns = ["model", "module", "channels", "n_images", "n_natural", "n_adversarial", "mmd2", "p_value",
-               "bandwidth", "mmd_n", "c2st_accuracy", "clean_accuracy", "adversarial_accuracy"]
-    write_table(run.path, "features", [{**r, "model": model_name(r["model"])} for r in rows], columns)
-    save_embeddings(run.path / "embeddings.npz", panels)
-    features_figure(panels, rows, modules, run.path / "features.png",
-                    title=f"{method} of per-position feature vectors: natural (green) vs {request.name} (red), "
-                          f"{request.threat.norm} eps={request.threat.eps:g}")
-    results = {
-        "modules": modules, "method": method, "rows": rows,
-        "panels": [{"key": f"p{i}", "model": p["model"], "module": p["module"]} for i, p in enumerate(panels)],
-        "settings": {"positions": positions, "embed_samples": embed_samples, "mmd_samples": mmd_samples,
-                     "permutations": permutations, "perplexity": perplexity if method == "tsne" else None,
-                     "pca_dimensions": PCA_DIMENSIONS if method == "tsne" else None},
-        "definition": {
-            "feature_vector": "one spatial position of a module's output, z in R^C; the same positions for an "
-                              "image and its adversarial version",
-            "mmd2": "unbiased MMD^2 with the RBF kernel exp(-|x-y|^2 / (2 bandwidth^2)); bandwidth = median "
-                    "pairwise distance of the pooled sample; at most mmd_samples vectors per side",
-            "p_value": "(1 + #{permuted MMD^2 >= observed}) / (1 + permutations)",
-            "c2st_accuracy": "held-out accuracy of a logistic regression natural vs adversarial (split by image); "
-                             "0.5 = indistinguishable",
-        },
-        **request.to_json(), "dataset": splits.info.name,
-    }
-    write_json(run.path / "results.json", results)
-    return results

@@ -1,4 +1,4 @@
-"""Frequency-domain properties of adversarial examples (papers/000, Sec. 3.1, Figures 1, 2, 6).
+"""Frequency-domain properties of adversarial examples (the local-properties paper, Sec. 3.1, Figures 1, 2, 6).
 
 Filters follow Wang et al. (2020a), whose code the paper builds on: per image and channel, the
 2-D DFT is centred (``fftshift``, zero frequency at ``(H//2, W//2)``) and a circular mask keeps
@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from advtf.analysis.pairs import adversarial_pairs
 from advtf.errors import UserError
 
 # The six accuracy curves, in the order frequency_correct() counts them.
@@ -131,10 +132,13 @@ def high_frequency_share(log_spectrum: np.ndarray, radius: float) -> float:
     return float(log_spectrum[far].mean()) if far.any() else float("nan")
 
 
-def _measure(model, splits, request, masks, *, batch_size, seed, progress, desc, natural: bool) -> dict:
-    """Attacks the test split and accumulates the filter counts and log spectra of one model."""
-    from advtf.analysis.pairs import adversarial_pairs
+def measure_model(model, splits, request, masks, *, batch_size, seed, progress=None, desc="",
+                  natural: bool = True) -> dict:
+    """Attacks the test split with ``request``; accumulates the filter counts and log spectra of one model.
 
+    Returns ``counts`` ``[R, 6]`` (correct per radius and curve), the summed ``adversarial_log``
+    and (with ``natural``) ``natural_log`` spectra, and the counts ``clean``, ``after`` and ``n``.
+    """
     height, width = masks.shape[1:]
     out = {"counts": np.zeros((len(masks), len(CURVES)), np.int64), "adversarial_log": np.zeros((height, width)),
            "natural_log": np.zeros((height, width)), "clean": 0, "after": 0, "n": 0}
@@ -152,7 +156,12 @@ def _measure(model, splits, request, masks, *, batch_size, seed, progress, desc,
     return out
 
 
-def _model_entry(path, measured: dict, natural_log: np.ndarray, radii, high_radius: float) -> dict:
+def model_entry(path, measured: dict, natural_log: np.ndarray, radii, high_radius: float) -> dict:
+    """One model's accuracies per curve and radius and its spectrum summary, from :func:`measure_model`.
+
+    ``log_ratio_high`` / ``log_ratio_low``: mean of ``log|adv| - log|nat|`` at distance ``>=`` /
+    ``<`` ``high_radius``; ``adversarial_spectrum`` is the mean ``[H, W]`` log spectrum.
+    """
     n = measured["n"]
     acc = measured["counts"] / n
     adv_log = measured["adversarial_log"] / n
@@ -165,51 +174,3 @@ def _model_entry(path, measured: dict, natural_log: np.ndarray, radii, high_radi
             "best_low_adversarial": {"radius": radii[best], "accuracy": float(acc[best, 1])},
             "log_ratio_high": float(diff[far].mean()), "log_ratio_low": float(diff[~far].mean()),
             "adversarial_spectrum": adv_log}
-
-
-def run_frequency_job(model_paths, data, request, run, *, radii=None, batch_size: int = 100,
-                      progress=None) -> dict:
-    """Figures 1, 2 and 6 for every model: filtered and frequency-swapped accuracy, spectra.
-
-    Each model is attacked with ``request`` on the test split of ``data``; accuracies are against
-    the true labels. Writes ``results.json``, ``frequency.csv/.md`` (one row per model and radius,
-    one column per curve), ``spectra.json`` (the ``[H, W]`` mean log-amplitude spectra),
-    ``frequency.png`` and ``spectrum.png`` into ``run.path``.
-
-    ``results.json`` keys: ``radii``, ``max_radius``, ``high_radius`` (where "high frequencies"
-    start for the spectrum summary: ``min(H, W) / 4``), ``models`` (per model: ``model``, ``n``,
-    ``clean_accuracy``, ``adversarial_accuracy``, ``curves`` {curve: accuracy per radius},
-    ``best_low_adversarial`` {radius, accuracy}, ``log_ratio_high`` and ``log_ratio_low`` (mean of
-    log|adv| - log|nat| at distance >= / < ``high_radius``)), ``attack``, ``threat``, ``dataset``.
-    """
-    from advtf.inputs import fingerprints, load_models
-    from advtf.plots.local import frequency_figure, spectrum_figure
-    from advtf.runs import write_json, write_table
-
-    splits = data.load()
-    request.check(splits.info.num_classes)
-    height, width = splits.info.image_shape[:2]
-    radii = default_radii(height, width) if radii is None else [float(r) for r in radii]
-    masks = low_pass_masks(height, width, radii)
-    models = load_models(model_paths, splits.info)
-    run.inputs.update(dataset=splits.fingerprint, models=fingerprints(model_paths))
-    measured = [_measure(model, splits, request, masks, batch_size=batch_size, seed=data.seed, progress=progress,
-                         desc=f"{request.name} + filters, model {k + 1}", natural=k == 0)
-                for k, model in enumerate(models)]
-    natural_log = measured[0]["natural_log"] / measured[0]["n"]
-    high_radius = min(height, width) / 4
-    entries = [_model_entry(p, m, natural_log, radii, high_radius) for p, m in zip(model_paths, measured)]
-    table = [{"model": e["model"], "radius": r, **{c: round(e["curves"][c][i], 4) for c in CURVES}}
-             for e in entries for i, r in enumerate(radii)]
-    write_table(run.path, "frequency", table, ["model", "radius", *CURVES])
-    write_json(run.path / "spectra.json", {
-        "note": "mean over images and channels of log(|fftshift(fft2(x))| + 1e-6), centred, [H][W]",
-        "natural": natural_log, **{e["model"]: e["adversarial_spectrum"] for e in entries}})
-    frequency_figure(radii, entries, run.path / "frequency.png", curves=CURVES,
-                     title=f"{request.name} ({request.threat.norm}, eps={request.threat.eps:g})")
-    spectrum_figure(natural_log, [(e["model"], e.pop("adversarial_spectrum")) for e in entries],
-                    run.path / "spectrum.png")
-    results = {"radii": radii, "max_radius": max_radius(height, width), "high_radius": high_radius,
-               "models": entries, **request.to_json(), "dataset": splits.info.name}
-    write_json(run.path / "results.json", results)
-    return results

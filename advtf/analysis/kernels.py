@@ -1,4 +1,5 @@
-"""Kernel smoothness of convolutional layers (papers/000, Sec. 4.4, Figure 5a; Wang et al. 2020a).
+"""Kernel smoothness of convolutional layers (the local-properties paper, Sec. 4.4, Figure 5a;
+Wang et al. 2020a).
 
 For a Conv2D kernel ``W`` of shape ``[kh, kw, in, out]``, each of its ``in × out`` 2-D slices
 ``m = W[:, :, i, o]`` is one of the paper's kernels ``m ∈ R^{H×W}``. Per layer:
@@ -17,6 +18,7 @@ figures pool every weight (``mean_abs``, ``l2``) or every slice of kernels large
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 
 from advtf.errors import UserError
@@ -56,8 +58,6 @@ def kernel_stats(kernel: np.ndarray) -> dict:
 
 def conv_kernels(model) -> list[tuple[str, np.ndarray]]:
     """``(layer name, kernel)`` of every Conv2D layer in graph order (nested models included)."""
-    import keras
-
     found = []
 
     def visit(layer):
@@ -85,46 +85,3 @@ def model_kernel_stats(model) -> tuple[list[dict], dict]:
                "variance": float(np.concatenate([slice_variance(s) for s in slices]).mean()) if slices else None,
                "tv": float(np.concatenate([slice_tv(s) for s in slices]).mean()) if slices else None}
     return rows, summary
-
-
-def run_kernels_job(model_paths, run, *, checkpoints=()) -> dict:
-    """``advtf kernels``: per-layer statistics of every model, and per-epoch curves of checkpoint runs.
-
-    Writes ``results.json`` (``models``: per model ``model``, ``summary``, ``layers``; ``checkpoints``:
-    rows ``run, epoch, mean_abs, l2, variance, tv``), ``kernels.csv/.md`` (one row per model and
-    layer), ``summary.csv/.md`` (one row per model), ``kernels.png``, and with checkpoints
-    ``checkpoints.csv/.md`` and ``checkpoints.png`` (Figure 5a: one line per run, e.g. per weight decay).
-    """
-    from advtf.analysis.pairs import by_run
-    from advtf.inputs import checkpoint_fingerprints, checkpoint_series, fingerprints
-    from advtf.inputs import load_trained_model
-    from advtf.plots.local import epoch_curves, kernel_figure
-    from advtf.runs import write_json, write_table
-
-    if not model_paths and not checkpoints:
-        raise UserError("nothing to analyse: give MODEL(s) or --checkpoints DIR")
-    series = [checkpoint_series(d) for d in checkpoints]
-    models = [load_trained_model(p) for p in model_paths]
-    run.inputs.update(models=fingerprints(model_paths), checkpoints=checkpoint_fingerprints(series))
-    per_model, layer_rows, summary_rows = [], [], []
-    for path, model in zip(model_paths, models):
-        rows, summary = model_kernel_stats(model)
-        per_model.append({"model": str(path), "summary": summary, "layers": rows})
-        layer_rows += [{"model": str(path), **r} for r in rows]
-        summary_rows.append({"model": str(path), **summary})
-    if per_model:
-        write_table(run.path, "kernels", layer_rows, ["model", "layer", "kernel", "weights", *STATS])
-        write_table(run.path, "summary", summary_rows, ["model", "layers", "weights", *STATS])
-        kernel_figure(layer_rows, run.path / "kernels.png", stats=STATS)
-    curves = []
-    for label, found in series:
-        for epoch, path in found:
-            _, summary = model_kernel_stats(load_trained_model(path))
-            curves.append({"run": label, "epoch": epoch, **{s: summary[s] for s in STATS}})
-    if curves:
-        write_table(run.path, "checkpoints", curves, ["run", "epoch", *STATS])
-        epoch_curves(by_run(curves), list(STATS), run.path / "checkpoints.png", ylabel="model-wide value",
-                     title="Kernel smoothness over epochs (Figure 5a)")
-    results = {"models": per_model, "checkpoints": curves, "stats": list(STATS)}
-    write_json(run.path / "results.json", results)
-    return results

@@ -7,6 +7,9 @@ from typing import Iterator
 
 import numpy as np
 
+from advtf.adversarial import attack_batches
+from advtf.data import make_batches
+
 
 def adversarial_pairs(model, splits, request, *, batch_size: int, seed: int, progress=None,
                       desc: str = "") -> Iterator[dict[str, np.ndarray]]:
@@ -15,9 +18,6 @@ def adversarial_pairs(model, splits, request, *, batch_size: int, seed: int, pro
     Every model attacked this way sees the same images in the same order (the test split is
     batched without shuffling), so rows of different models line up example by example.
     """
-    from advtf.adversarial import attack_batches
-    from advtf.data import make_batches
-
     source = splits.require("test")
     bar = progress(total=splits.sizes.get("test"), desc=desc or request.name, unit="img") if progress else None
     try:

@@ -1,4 +1,4 @@
-"""Adversarial perturbations in the spatial domain (papers/000, Sec. 3, Figures 3, 7, 8).
+"""Adversarial perturbations in the spatial domain (the local-properties paper, Sec. 3, Figures 3, 7, 8).
 
 The figure shows, for the same natural images, each model's adversarial example and its
 perturbation ``δ = x_adv - x``: overall (min-max scaled to [0, 1], the paper's "[0, 255]"),
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from advtf.analysis.frequency import radial_distance
 from advtf.errors import UserError
 
 ONLY = ("successful", "failed", "all")
@@ -36,8 +37,6 @@ def _neighbour_pairs(delta: np.ndarray):
 
 def perturbation_stats(delta, eps: float) -> dict[str, np.ndarray]:
     """Per-image :data:`STATS` of perturbations ``[N, H, W, C]`` (module docstring)."""
-    from advtf.analysis.frequency import radial_distance
-
     delta = np.asarray(delta, np.float64)
     if delta.ndim != 4:
         raise UserError(f"perturbations must be [N, H, W, C]; got shape {delta.shape}")
@@ -73,59 +72,23 @@ def select_examples(success: list[np.ndarray], correct: list[np.ndarray], only: 
     return np.flatnonzero(keep)[:count]
 
 
-def run_perturbations_job(model_paths, data, request, run, *, only: str = "successful", count: int = 6,
-                          batch_size: int = 100, progress=None) -> dict:
-    """``advtf perturbations``: the Figure 3/7/8 grid for models side by side, and the statistics.
+def model_summary(path, rows: dict[str, np.ndarray], shown: np.ndarray, eps: float) -> tuple[dict, list[dict]]:
+    """One model's row (``n``, ``success_rate``, clean and adversarial accuracy, the mean :data:`STATS`
+    over all images and over the ``shown`` ones) and one row per shown example, from its attacked rows."""
+    stats = perturbation_stats(rows["image"] - rows["natural"], eps)
+    entry = {"model": str(path), "n": int(len(rows["label"])), "success_rate": float(rows["success"].mean()),
+             "clean_accuracy": float(rows["clean_correct"].mean()),
+             "adversarial_accuracy": float(rows["adversarial_correct"].mean()),
+             **{s: float(np.nanmean(stats[s])) for s in STATS},
+             **{f"shown_{s}": float(np.nanmean(stats[s][shown])) if len(shown) else None for s in STATS}}
+    examples = [{"index": int(i), "model": str(path), "label": int(rows["label"][i]),
+                 "prediction": int(rows["adversarial_prediction"][i]), "success": bool(rows["success"][i]),
+                 **{s: round(float(stats[s][i]), 4) for s in STATS}} for i in shown]
+    return entry, examples
 
-    Writes ``results.json`` (``models``: per model ``model``, ``n``, ``success_rate`` and the mean
-    :data:`STATS` over all images and over the ones shown; ``shown``: indices; ``note`` when nothing
-    matched ``--only``), ``perturbations.csv/.md`` (the same per model), ``examples.csv/.md``
-    (per shown example and model: label, prediction, success) and ``perturbations.png``.
-    """
-    from advtf.analysis.pairs import adversarial_pairs, concat_rows
-    from advtf.inputs import fingerprints, load_models
-    from advtf.plots.local import perturbation_grid
-    from advtf.runs import write_json, write_table
 
-    if only not in ONLY:
-        raise UserError(f"--only must be one of {', '.join(ONLY)} (got {only!r})")
-    splits = data.load()
-    request.check(splits.info.num_classes)
-    models = load_models(model_paths, splits.info)
-    run.inputs.update(dataset=splits.fingerprint, models=fingerprints(model_paths))
-    attacked = []
-    for k, model in enumerate(models):
-        attacked.append(concat_rows(list(adversarial_pairs(model, splits, request, batch_size=batch_size,
-                                                           seed=data.seed, progress=progress,
-                                                           desc=f"{request.name} on model {k + 1}"))))
-    if not attacked[0]:
-        raise UserError(f"the test split of {data.dataset} is empty; nothing to attack")
-    shown = select_examples([r["success"].astype(bool) for r in attacked],
-                            [r["clean_correct"].astype(bool) for r in attacked], only, count)
-    eps = request.threat.eps
-    summary, example_rows = [], []
-    for path, rows in zip(model_paths, attacked):
-        stats = perturbation_stats(rows["image"] - rows["natural"], eps)
-        entry = {"model": str(path), "n": int(len(rows["label"])), "success_rate": float(rows["success"].mean()),
-                 **{s: float(np.nanmean(stats[s])) for s in STATS},
-                 **{f"shown_{s}": float(np.nanmean(stats[s][shown])) if len(shown) else None for s in STATS}}
-        summary.append(entry)
-        example_rows += [{"index": int(i), "model": str(path), "label": int(rows["label"][i]),
-                          "prediction": int(rows["adversarial_prediction"][i]), "success": bool(rows["success"][i]),
-                          **{s: round(float(stats[s][i]), 4) for s in STATS}} for i in shown]
-    note = None
-    if len(shown):
-        columns = [{"name": str(p), "image": r["image"][shown], "prediction": r["adversarial_prediction"][shown],
-                    "success": r["success"][shown]} for p, r in zip(model_paths, attacked)]
-        perturbation_grid(attacked[0]["natural"][shown], columns, run.path / "perturbations.png", eps=eps,
-                          title=f"{request.name} ({request.threat.norm}, eps={eps:g}), {only} attacks")
-    else:
-        note = (f"no naturally correct image with a {only} attack"
-                f"{' on every model' if only == 'successful' else ' on the first model' if only == 'failed' else ''}"
-                f" among the {len(attacked[0]['label'])} attacked; no figure drawn (try --only all or more images)")
-    write_table(run.path, "perturbations", summary)
-    write_table(run.path, "examples", example_rows, ["index", "model", "label", "prediction", "success", *STATS])
-    results = {"models": summary, "shown": shown.tolist(), "only": only, "note": note, **request.to_json(),
-               "dataset": splits.info.name}
-    write_json(run.path / "results.json", results)
-    return results
+def empty_note(only: str, attacked: int) -> str:
+    """Why no figure was drawn: no naturally correct image matched ``--only`` among ``attacked``."""
+    where = {"successful": " on every model", "failed": " on the first model"}.get(only, "")
+    return (f"no naturally correct image with a {only} attack{where} among the {attacked} attacked; "
+            "no perturbation grid drawn (try --only all or more images)")

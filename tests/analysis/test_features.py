@@ -7,6 +7,7 @@ import pytest
 
 from advtf.analysis import features as F
 from advtf.errors import UserError
+from advtf.jobs.features import load_embeddings, save_embeddings
 from advtf.models import create_model, feature_extractor
 
 
@@ -95,7 +96,7 @@ def test_density_grid_integrates_to_one_and_embeddings_round_trip(tmp_path):
     assert F.density_grid(np.zeros((5, 2)), (-1, 1, -1, 1)) is None  # singular: no contour, no crash
     panels = [{"embedding": points.astype(np.float32), "adversarial": np.arange(300) % 2 == 1,
                "image": np.arange(300) // 10, "position": np.arange(300) % 10}]
-    F.save_embeddings(tmp_path / "e.npz", panels)
-    (loaded,) = F.load_embeddings(tmp_path / "e.npz", 1)
+    save_embeddings(tmp_path / "e.npz", panels)
+    (loaded,) = load_embeddings(tmp_path / "e.npz", 1)
     for key, value in panels[0].items():
         np.testing.assert_array_equal(loaded[key], value)

@@ -55,7 +55,7 @@ def test_two_models_side_by_side(models, tmp_path):
             assert data[f"p{i}_embedding"].shape == (60, 2)
             assert data[f"p{i}_adversarial"].sum() == 30
     # The figure can be redrawn from the run directory alone.
-    from advtf.analysis.features import load_panels
+    from advtf.jobs.features import load_panels
     from advtf.plots.features import features_figure
 
     panels, saved = load_panels(out)
