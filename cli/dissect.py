@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import click
 
-from advtf.cli.options import (IntList, make_attack_request, make_threat, print_summary, progress_factory,
-                               run_options, threat_options)
+from advtf.cli.options import (IntList, make_attack_request, make_threat, print_summary, run_job, run_options,
+                               threat_options)
 
 
 def _layers(ctx, param, value):
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -79,25 +79,23 @@ def dissect(**kw):
     sensitivity), detectors.csv/.md, pvalues.csv/.md, detectors.png (Fig. 7b), pvalues.png
     (Fig. 7a), segmentation_<layer>.png (Fig. 8) and manifest.json.
     """
-    from advtf.analysis.dissect import run_dissect_job
     from advtf.inputs import model_name
-    from advtf.runs import RunDir
+    from advtf.jobs.dissect import DissectRequest
 
-    options = dict(kw)
-    request = make_attack_request(kw, make_threat(kw))
-    with RunDir(kw["out"], overwrite=kw["overwrite"], resume=kw["resume"], resumable=True, options=options) as run:
-        results = run_dissect_job(
-            kw["model_path"], kw["concepts"], request, run, layers=kw["layers"], quantile=kw["quantile"],
-            detector_iou=kw["detector_iou"], unit_score=kw["unit_iou"], concept_images=kw["concept_images"],
-            split=kw["split"], attack_images=kw["attack_images"], ns=kw["ns"], draws=kw["draws"],
-            detector_top=kw["detector_top"], show_units=kw["show_units"], show_images=kw["show_images"],
-            batch_size=kw["batch_size"], seed=kw["seed"], budget=kw["quantile_budget"], union=kw["union_images"],
-            progress=progress_factory(kw["quiet"]))
-    t = request.threat
+    attack = make_attack_request(kw, make_threat(kw))
+    request = DissectRequest(
+        model=kw["model_path"], attack=attack, concepts=kw["concepts"], split=kw["split"],
+        concept_images=kw["concept_images"], layers=kw["layers"], quantile=kw["quantile"],
+        detector_iou=kw["detector_iou"], union=kw["union_images"], unit_score=kw["unit_iou"],
+        attack_images=kw["attack_images"], ns=tuple(kw["ns"]), draws=kw["draws"], detector_top=kw["detector_top"],
+        show_units=kw["show_units"], show_images=kw["show_images"], budget=kw["quantile_budget"],
+        batch_size=kw["batch_size"], seed=kw["seed"])
+    results = run_job("dissect", request, kw)
+    t = attack.threat
     rate = results["attack_success_rate"]
     rows = [("concepts", results["concepts"]["description"]),
             ("model input", results["concepts"]["model_input"]),
-            ("attack", f"{request.name} {t.norm} eps={t.eps:g}, {t.steps} steps on {results['attack_images']} "
+            ("attack", f"{attack.name} {t.norm} eps={t.eps:g}, {t.steps} steps on {results['attack_images']} "
                        f"images, success {rate:.3f}" if rate is not None else "none")]
     for name, layer in results["layers"].items():
         detectors = ", ".join(f"{c} {n}" for c, n in layer["detectors"].items() if n) or "none"
