@@ -62,7 +62,8 @@ def _psr_examples(path):
 
 
 def _psr_cam(path):
-    figure = {"label": [0, 1], "target": [1, 0], "natural": _images(), "cam_x0_t0": _maps(), "cam_xadv_t": _maps(seed=3),
+    figure = {"label": [0, 1], "target": [1, 0], "natural": _images(), "cam_x0_t0": _maps(),
+              "cam_xadv_t": _maps(seed=3),
               "category_map": np.random.default_rng(4).integers(-1, 3, (2, 8, 8))}
     interpret.psr_cam_figure(figure, path, title="t")
 
