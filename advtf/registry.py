@@ -45,6 +45,18 @@ class Registry(Generic[T]):
             raise UserError(f"unknown {self.kind} {name!r}; {guess}choose one of: "
                             f"{', '.join(self._entries)}{hint}") from None
 
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
+
+    def copy(self) -> "Registry[T]":
+        """A registry with the same entries (tests register throw-away entries in a copy)."""
+        other = Registry(self.kind, self.hint)
+        other._entries = dict(self._entries)
+        return other
+
+    def values(self) -> list[T]:
+        return list(self._entries.values())
+
     def names(self, pattern: str = "*") -> list[str]:
         """Registered names matching a shell ``pattern``, in registration order."""
         return [n for n in self._entries if fnmatch.fnmatch(n, pattern)]

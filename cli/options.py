@@ -108,7 +108,7 @@ def default_norm(attack: str | None, norm: str, *, command_attack: str = "pgd") 
     """
     from advtf.attacks import ATTACKS
 
-    spec = ATTACKS.get(attack) if attack is not None else None
+    spec = ATTACKS.get(attack) if attack in ATTACKS else None
     if spec is None or (attack == command_attack and norm in spec.norms):
         return norm  # an unknown name is reported by the request's validation
     return spec.norms[0]

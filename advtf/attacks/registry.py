@@ -13,6 +13,7 @@ import inspect
 from typing import Any, Callable
 
 from advtf.errors import UserError
+from advtf.registry import Registry
 
 # Keyword arguments every attack takes; the rest of its keyword-only parameters are "options".
 COMMON_KEYWORDS = ("targeted", "target", "seed", "jit")
@@ -39,7 +40,7 @@ class AttackSpec:
     default_steps: int = 10
 
 
-ATTACKS: dict[str, AttackSpec] = {}
+ATTACKS: Registry[AttackSpec] = Registry("attack", "see `advtf attacks`")
 
 
 def register_attack(name: str, *, norms: tuple[str, ...], summary: str, default_steps: int = 10):
@@ -49,7 +50,7 @@ def register_attack(name: str, *, norms: tuple[str, ...], summary: str, default_
         params = inspect.signature(fn).parameters.values()
         options = {p.name: p.default for p in params
                    if p.kind is p.KEYWORD_ONLY and p.name not in COMMON_KEYWORDS}
-        ATTACKS[name] = AttackSpec(name, fn, tuple(norms), summary, options, int(default_steps))
+        ATTACKS.register(name, AttackSpec(name, fn, tuple(norms), summary, options, int(default_steps)))
         return fn
 
     return decorate
@@ -57,10 +58,7 @@ def register_attack(name: str, *, norms: tuple[str, ...], summary: str, default_
 
 def attack_spec(name: str) -> AttackSpec:
     """The spec registered as ``name``; a UserError listing the names otherwise."""
-    try:
-        return ATTACKS[name]
-    except KeyError:
-        raise UserError(f"unknown attack {name!r}; choose one of: {', '.join(ATTACKS)}") from None
+    return ATTACKS.get(name)
 
 
 def get_attack(name: str) -> Callable:

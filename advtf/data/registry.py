@@ -7,7 +7,7 @@ from typing import Callable, Protocol
 
 import tensorflow as tf
 
-from advtf.errors import UserError
+from advtf.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,8 @@ class DatasetEntry:
     locate: Locator | None
 
 
-_REGISTRY: dict[str, DatasetEntry] = {}
+DATASETS: Registry[DatasetEntry] = Registry(
+    "dataset", "see `advtf datasets`, or pass a directory written by an advtf command")
 
 
 def register_dataset(
@@ -73,9 +74,7 @@ def register_dataset(
     """
 
     def decorate(loader: Loader) -> Loader:
-        if name in _REGISTRY:
-            raise ValueError(f"dataset {name!r} is already registered")
-        _REGISTRY[name] = DatasetEntry(name, description, natural_images, loader, locate)
+        DATASETS.register(name, DatasetEntry(name, description, natural_images, loader, locate))
         return loader
 
     return decorate
@@ -83,12 +82,12 @@ def register_dataset(
 
 def registered_names() -> list[str]:
     """Names of all registered datasets, sorted."""
-    return sorted(_REGISTRY)
+    return sorted(DATASETS)
 
 
 def is_registered(name: str) -> bool:
     """True when ``name`` is a registered dataset."""
-    return name in _REGISTRY
+    return name in DATASETS
 
 
 def get_entry(name: str) -> DatasetEntry:
@@ -97,12 +96,7 @@ def get_entry(name: str) -> DatasetEntry:
     Raises:
         UserError: ``name`` is not registered.
     """
-    if name not in _REGISTRY:
-        raise UserError(
-            f"unknown dataset {name!r}; choose one of: {', '.join(registered_names())} "
-            "or pass a directory written by an advtf command"
-        )
-    return _REGISTRY[name]
+    return DATASETS.get(name)
 
 
 def list_datasets(data_dir: str | None = None) -> list[dict]:
@@ -116,7 +110,7 @@ def list_datasets(data_dir: str | None = None) -> list[dict]:
     """
     rows = []
     for name in registered_names():
-        entry = _REGISTRY[name]
+        entry = DATASETS.get(name)
         available, where = entry.locate(data_dir) if entry.locate else (True, "built in")
         rows.append(
             {

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import keras
 
 from advtf.errors import UserError
+from advtf.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,16 @@ class BuildArgs:
     mean_std_given: bool = False
 
 
-_SPECS: dict[str, ModelSpec] = {}
-_FACTORIES: dict[str, Callable[[BuildArgs, ModelSpec], keras.Model]] = {}
-_RESIZES: set[str] = set()
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered model: its spec, its factory and whether it resizes small inputs itself."""
+
+    spec: ModelSpec
+    factory: Callable[[BuildArgs, ModelSpec], keras.Model]
+    resizes_input: bool = False
+
+
+MODELS: Registry[ModelEntry] = Registry("model", "see `advtf models`")
 
 
 def register_model(
@@ -76,12 +84,7 @@ def register_model(
     spec = ModelSpec(name, family, description, tuple(default_input_shape), min_input_size, paper)
 
     def decorator(factory: Callable) -> Callable:
-        if name in _SPECS:
-            raise ValueError(f"model {name!r} is registered twice")
-        _SPECS[name] = spec
-        _FACTORIES[name] = factory
-        if resizes_input:
-            _RESIZES.add(name)
+        MODELS.register(name, ModelEntry(spec, factory, resizes_input))
         return factory
 
     return decorator
@@ -89,14 +92,12 @@ def register_model(
 
 def list_models(pattern: str = "*") -> list[ModelSpec]:
     """Registered models whose name matches the fnmatch `pattern`, sorted by name."""
-    return [_SPECS[n] for n in sorted(_SPECS) if fnmatch.fnmatchcase(n, pattern)]
+    return [MODELS.get(n).spec for n in sorted(MODELS) if fnmatch.fnmatchcase(n, pattern)]
 
 
 def get_spec(name: str) -> ModelSpec:
     """The spec of a registered model; UserError listing the names if unknown."""
-    if name not in _SPECS:
-        raise UserError(f"unknown model {name!r}; available models: {', '.join(sorted(_SPECS))}")
-    return _SPECS[name]
+    return MODELS.get(name).spec
 
 
 def create_model(
@@ -147,7 +148,7 @@ def create_model(
     )
     if any(s <= 0 for s in args.std):
         raise UserError(f"std must be positive, got {args.std}")
-    return _FACTORIES[name](args, spec)
+    return MODELS.get(name).factory(args, spec)
 
 
 def _check_shape(input_shape, spec: ModelSpec) -> tuple[int, int, int]:
@@ -160,7 +161,7 @@ def _check_shape(input_shape, spec: ModelSpec) -> tuple[int, int, int]:
             f"input_shape must be (height, width, channels), got {input_shape!r}; "
             "e.g. input_shape=(32, 32, 3)"
         )
-    if min(shape[:2]) < spec.min_input_size and spec.name not in _RESIZES:
+    if min(shape[:2]) < spec.min_input_size and not MODELS.get(spec.name).resizes_input:
         raise UserError(
             f"model {spec.name!r} needs images of at least {spec.min_input_size}×"
             f"{spec.min_input_size} pixels, got {shape[0]}×{shape[1]}; resize the dataset "

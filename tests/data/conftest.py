@@ -48,7 +48,7 @@ def make_idx_dir(directory: Path, *, gz: bool, n_train: int = 5, n_test: int = 3
 @pytest.fixture
 def indexed(monkeypatch):
     """Registers ``indexed``: 200 train / 50 test examples whose label is their position."""
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "DATASETS", registry.DATASETS.copy())
 
     def split(n: int, offset: int) -> tf.data.Dataset:
         labels = np.arange(n, dtype=np.int32) + offset

@@ -104,7 +104,7 @@ def test_check_values_counts_like_numpy():
 @pytest.fixture
 def bad_registered(monkeypatch):
     """Registers ``bad_labels``: 2100 examples per split whose label 1500 is 10 with 10 classes."""
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "DATASETS", registry.DATASETS.copy())
     labels = np.arange(2100, dtype=np.int32) % 10
     labels[1500] = 10
     images = np.random.default_rng(0).random((2100, 4, 4, 1), dtype=np.float32)

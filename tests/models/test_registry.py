@@ -83,8 +83,7 @@ def test_name_seed_and_scalar_mean_std():
 
 
 def test_register_model_decorator(monkeypatch):
-    monkeypatch.setattr(registry, "_SPECS", dict(registry._SPECS))
-    monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))
+    monkeypatch.setattr(registry, "MODELS", registry.MODELS.copy())
 
     @register_model("tiny_test", family="test", description="d", default_input_shape=(8, 8, 1))
     def tiny(args, spec):
