@@ -43,14 +43,16 @@ def _also_request(request, spec: str):
     if len(parts) not in (1, 3, 4) or not parts[0]:
         raise UserError(f"--also-attack {spec!r}: write NAME or NAME:NORM:EPS[:STEPS], e.g. fgsm or cw:l2:1")
     name = parts[0]
-    threat = dataclasses.replace(request.threat, steps=attack_spec(name).default_steps, step_size=None)
-    if len(parts) >= 3:
-        threat = dataclasses.replace(threat, norm=parts[1], eps=parse_number(parts[2], what="--also-attack eps"))
-    if len(parts) == 4:
-        try:
+    try:
+        threat = dataclasses.replace(request.threat, steps=attack_spec(name).default_steps, step_size=None)
+        if len(parts) >= 3:
+            threat = dataclasses.replace(threat, norm=parts[1], eps=parse_number(parts[2], what="eps"))
+        if len(parts) == 4:
+            if not parts[3].lstrip("-").isdigit():
+                raise UserError(f"STEPS must be an integer (got {parts[3]!r})")
             threat = dataclasses.replace(threat, steps=int(parts[3]))
-        except ValueError:
-            raise UserError(f"--also-attack {spec!r}: STEPS must be an integer") from None
+    except UserError as e:
+        raise UserError(f"--also-attack {spec}: {e}") from None
     return dataclasses.replace(request, name=name, options={}, threat=threat)
 
 
