@@ -11,8 +11,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import numpy as np
-
 from advtf import validation as check
 from advtf.adversarial import AttackRequest
 from advtf.analysis.dissect import (DEFAULT_NS, UNION_RULES, UNIT_SCORES, category_indices, default_layers,

@@ -58,3 +58,26 @@ def test_interrupted_job_resumes_to_the_same_result(tmp_path):
         assert resumed["layers"]["m0"]["unit_rows"] == full["layers"]["m0"]["unit_rows"]
         assert resumed["attack_success_rate"] == full["attack_success_rate"]
         assert not (out / "resume").exists() and (out / "segmentation_m0.png").exists()
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"attack_targeted": True}, "untargeted"),  # the CLI has no --targeted; a library caller might pass one
+    ({"detector_iou": 0.0}, "--detector-iou must be in (0, 1)"),
+    ({"layers": ("m0", "")}, "--layers"),
+    ({"ns": ()}, "--top-n"),
+    ({"budget": 0}, "--quantile-budget must be >= 1"),
+    ({"split": "test"}, "--split must be one of all, train, val"),
+    ({"union": "any"}, "--union-images"),
+    ({"unit_score": "median"}, "--unit-iou"),
+])
+def test_request_refuses_bad_values_before_any_work(tmp_path, change, words):
+    from advtf.adversarial import AttackRequest
+    from advtf.attacks import Threat
+    from advtf.jobs.dissect import DissectRequest
+
+    change = dict(change)
+    attack = AttackRequest("pgd", Threat(norm="linf", eps=0.1, steps=2, step_size=None, restarts=1),
+                           targeted=change.pop("attack_targeted", False))
+    with pytest.raises(UserError) as error:
+        DissectRequest(model=str(tmp_path / "missing.keras"), attack=attack, **change)
+    assert words in str(error.value) and "\n" not in str(error.value)
