@@ -73,7 +73,7 @@ class CamRequest(Request):
 
 def no_pairs_error(rows: list[dict]) -> UserError:
     """Every model's attack failed: there is nothing to score or draw."""
-    failed = ", ".join(f"{r['model']} 0 of {r['correct']}" for r in rows)
+    failed = "; ".join(f"{r['model']}: 0 of {r['correct']}" for r in rows)
     return UserError(f"no successful adversarial examples among correctly classified test images ({failed}); "
                      "use a stronger attack, more --steps or a larger --eps")
 

@@ -69,6 +69,15 @@ def test_bad_input_is_one_line(trained, tmp_path):
     assert_user_error(run("psr", *DATA, *ATTACK, "--out", out), words="MODEL", out=out)
 
 
+def test_a_run_where_every_attack_fails_is_one_line(trained, tmp_path):
+    """No pair to score or draw (eps far below any decision margin): exit 2, one line, nothing in --out."""
+    weak = ["--attack", "ifgsm", "--norm", "linf", "--eps", "1e-6", "--steps", "1", "--targeted"]
+    for command in ("cam", "psr"):
+        out = tmp_path / command
+        assert_user_error(run(command, trained, *DATA, *weak, "--out", out),
+                          words="no successful adversarial examples", out=out)
+
+
 def test_activation_bias_for_attacks_with_their_own_threats(trained, tmp_path):
     out = tmp_path / "bias"
     result = run("response", trained, *DATA, "--attack", "ifgsm", "--norm", "linf", "--eps", "0.1", "--steps", "3",

@@ -40,19 +40,19 @@ def _recorded(out):
 @pytest.mark.parametrize("command", ["cam", "psr"])
 def test_xu_analyses_default_to_kappa_one(trained, tmp_path, cw_calls, command):
     out = tmp_path / command
-    assert_ok(run(command, trained, *DATA, *CW, "--examples", "0", "--out", out))
+    assert_ok(run(command, trained, *DATA, *CW, "--examples", "1", "--out", out))
     assert cw_calls and all(c["confidence"] == 1.0 for c in cw_calls)
     results, options = _recorded(out)
-    assert results["options"]["confidence"] == 1.0 and options["attack_options"]["confidence"] == 1.0
+    assert results["options"]["confidence"] == 1.0 and options["attack"]["options"]["confidence"] == 1.0
     assert results["options"]["search_steps"] == 1  # the user's other options stay
 
 
 def test_a_given_confidence_wins(trained, tmp_path, cw_calls):
     out = tmp_path / "cam3"
-    assert_ok(run("cam", trained, *DATA, *CW, "-O", "confidence=3", "--examples", "0", "--out", out))
+    assert_ok(run("cam", trained, *DATA, *CW, "-O", "confidence=3", "--examples", "1", "--out", out))
     assert cw_calls and all(c["confidence"] == 3.0 for c in cw_calls)
     results, options = _recorded(out)
-    assert results["options"]["confidence"] == 3.0 and options["attack_options"]["confidence"] == 3.0
+    assert results["options"]["confidence"] == 3.0 and options["attack"]["options"]["confidence"] == 3.0
 
 
 def test_response_gives_also_attacks_kappa_one(trained, tmp_path, cw_calls):
@@ -62,7 +62,7 @@ def test_response_gives_also_attacks_kappa_one(trained, tmp_path, cw_calls):
     assert cw_calls and all(c["confidence"] == 1.0 for c in cw_calls)
     results, options = _recorded(out)
     assert results["also"] == ["cw"] and results["also_options"] == [{"confidence": 1.0}]
-    assert options["also_attack_options"] == [{"attack": "cw", "options": {"confidence": 1.0}}]
+    assert [(a["name"], a["options"]) for a in options["also"]] == [("cw", {"confidence": 1.0})]  # the request
     assert results["options"] == {}  # fgsm has no confidence
 
 
