@@ -167,3 +167,62 @@ def test_refined_attack_stays_inside_its_mask_and_ball(fitted):
     full = refined_attack(model, x, y, np.ones_like(mask), request)
     plain = get_attack("ifgsm")(model, x, y, threat, seed=np.array([0, 7])).numpy()
     np.testing.assert_allclose(full, plain, atol=1e-6)
+
+
+def test_cam_statistics_aggregate_batches_like_a_direct_computation(rng, monkeypatch):
+    """Per-model means, undefined counts and per-pair rows over two batches, against numpy by hand:
+    a fake map maker (maps drawn per call) and hand-made pairs stand in for the model and the attack."""
+    from types import SimpleNamespace
+
+    from advtf.analysis import interpret
+
+    h, w = 6, 5
+    batches = []
+    for n, correct, images in ((3, 4, 5), (2, 3, 4)):
+        natural = rng.uniform(size=(n, h, w, 1))
+        batches.append(({"natural": natural, "image": natural + rng.normal(scale=0.1, size=(n, h, w, 1)),
+                         "label": rng.integers(0, 10, n), "target": rng.integers(0, 10, n)},
+                        {"images": images, "correct": correct, "successful": n}))
+    for kept, _ in batches:
+        kept["delta"] = kept["image"] - kept["natural"]
+    batches.insert(1, ({k: v[:0] for k, v in batches[0][0].items()}, {"images": 2, "correct": 0, "successful": 0}))
+    monkeypatch.setattr(interpret, "analysed_pairs", lambda *a, **k: iter(batches))
+    maps_drawn = []
+
+    def maker(x, classes):
+        maps = rng.uniform(-0.5, 1.0, size=(len(x), h, w))
+        if len(maps_drawn) == 4:  # the second batch's F(x0, t0): pair 0 all zero -> no region, IS undefined
+            maps[0] = 0.0
+        maps_drawn.append(maps)
+        return maps
+
+    found = interpret.cam_statistics(None, maker, None, SimpleNamespace(targeted=True), quantile=0.7, examples=2)
+    stats = found["stats"]
+    assert (stats["images"], stats["correct"], stats["pairs"]) == (11, 7, 5)
+    assert stats["success_rate"] == pytest.approx(5 / 7) and stats["clean_accuracy"] == pytest.approx(7 / 11)
+
+    def hand_is(m, d):  # Eq. 5-6 with nu the 70% quantile (np.percentile), positive pixels when nu <= 0
+        nu = np.percentile(m, 70)
+        region = m >= nu if nu > 0 else m > 0
+        if not region.any() or m.max() == m.min():
+            return np.nan
+        return np.sqrt(np.sum(d[region] ** 2)) / np.sqrt(np.sum(d ** 2))
+
+    keys = ["x0_t0", "xadv_t0", "x0_t", "xadv_t"]  # four_maps' call order
+    want = {k: [] for k in keys}
+    mean_maps = {k: [] for k in keys}
+    for b, (kept, _) in zip((0, 1), (batches[0], batches[2])):
+        calls = maps_drawn[4 * b:4 * b + 4]
+        peak = np.max([c.reshape(len(c), -1).max(1) for c in calls], axis=0)
+        for k, m in zip(keys, calls):
+            want[k] += [hand_is(m[i], kept["delta"][i, ..., 0]) for i in range(len(m))]
+            mean_maps[k] += [float((m[i] / peak[i]).mean()) for i in range(len(m))]
+    for k in keys:
+        assert stats[f"is_{k}"] == pytest.approx(np.nanmean(want[k]), rel=1e-9)
+        assert stats[f"undefined_{k}"] == int(np.isnan(want[k]).sum())
+        assert stats[f"map_{k}"] == pytest.approx(np.mean(mean_maps[k]), rel=1e-9)
+    assert stats["undefined_x0_t0"] == 1
+    assert [p["pair"] for p in found["pairs"]] == [0, 1, 2, 3, 4]
+    assert [p["target"] for p in found["pairs"]] == [*batches[0][0]["target"], *batches[2][0]["target"]]
+    assert np.isnan(found["pairs"][3]["is_x0_t0"])
+    assert len(found["figure"]["label"]) == 2 and np.array_equal(found["figure"]["natural"], batches[0][0]["natural"][:2])
