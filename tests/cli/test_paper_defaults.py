@@ -27,7 +27,7 @@ def cw_calls(monkeypatch):
         calls.append(kwargs)
         return spec.fn(*args, **kwargs)
 
-    monkeypatch.setitem(ATTACKS, "cw", dataclasses.replace(spec, fn=spy))
+    monkeypatch.setitem(ATTACKS._entries, "cw", dataclasses.replace(spec, fn=spy))  # a spy in the registry
     return calls
 
 
