@@ -63,6 +63,9 @@ def test_perturbations(models, tmp_path):
     assert len(results["shown"]) == 2 and results["note"] is None
     assert 0 <= results["models"][0]["at_bound"] <= 1
     assert (out / "perturbations.png").exists() and (out / "examples.csv").exists()
+    for m in results["models"]:  # accuracy.png draws these; attacks never raise accuracy
+        assert 0 <= m["adversarial_accuracy"] <= m["clean_accuracy"] <= 1
+    assert (out / "accuracy.png").exists()
 
 
 def test_perturbations_nothing_to_show_is_explained(models, tmp_path):
@@ -72,6 +75,7 @@ def test_perturbations_nothing_to_show_is_explained(models, tmp_path):
     assert_ok(result)
     assert "no naturally correct image with a successful attack" in result.output
     assert not (out / "perturbations.png").exists()
+    assert (out / "accuracy.png").exists()  # every run has a figure, even with no example to show
 
 
 def test_response_tables_transfer_and_fgsm(models, tmp_path):
