@@ -1,4 +1,4 @@
-"""Options shared by every command, defined once (ARCHITECTURE.md, "CLI")."""
+"""Options shared by every command, defined once (docs/design.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Threat models: the norm ball an attack lives in, and its step geometry.
 
 Images are float32 in [0, 1]; every epsilon is in pixel units because normalisation lives
-inside the model (ARCHITECTURE.md, "Contracts").
+inside the model (docs/design.md, "Contracts").
 """
 
 from __future__ import annotations
