@@ -1,5 +1,5 @@
 """Class activation maps of natural and adversarial images and the interpretability score
-(Xu et al. 2019, papers/003, Section 4, Eq. 5-6, Table 2, Figures 3 and A1).
+(Xu et al. 2019, Section 4, Eq. 5-6, Table 2, Figures 3 and A1).
 
 Maps are computed on a spatial layer (default: the map the model's global average pooling
 reads) and upsampled bilinearly to the input resolution:

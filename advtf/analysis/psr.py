@@ -1,5 +1,5 @@
 """Grid-level sensitivity of adversarial perturbations and the promotion-suppression ratio
-(Xu et al. 2019, papers/003, Section 3, Definition 1, Eq. 1-4, Table 1, Figures 2, 4; Appendix 3).
+(Xu et al. 2019, Section 3, Definition 1, Eq. 1-4, Table 1, Figures 2, 4; Appendix 3).
 
 An image is covered by grids ``G_i`` (a ``grid x grid`` window slid with ``stride``; a last
 window flush with the border covers the remaining pixels). For a natural image ``x0`` with

@@ -1,5 +1,5 @@
 """Refined attacks: any registered attack with its perturbation confined to a pixel set
-(Xu et al. 2019, papers/003, Appendix 3, Eq. 11, Table A1).
+(Xu et al. 2019, Appendix 3, Eq. 11, Table A1).
 
 The attack runs on a wrapped model ``z -> model(x0 + S o (z - x0))``: the perturbation the
 model sees is the attack's own perturbation with the pixels outside ``S`` set to zero, so it

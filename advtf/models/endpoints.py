@@ -1,9 +1,9 @@
 """Named endpoints, feature extractors and module membership of advtf models.
 
 Endpoints are marked in the graph by `keras.layers.Identity` layers named `ep_<name>`:
-`m0`..`mK` (modules split at down-sampling, Siddiqui & Breuel 2021, papers/001, Sec. 3; the
+`m0`..`mK` (modules split at down-sampling, Siddiqui & Breuel 2021, Sec. 3; the
 last module is the head, its output the logits), `representation` (the global-average-pooled
-penultimate vector) and family aliases (ResNet-18's `conv1`, `layer0`..`layer4`, papers/000).
+penultimate vector) and family aliases (ResNet-18's `conv1`, `layer0`..`layer4`, the local-properties paper).
 The markers are ordinary layers, so all of this works on models loaded from `.keras` files.
 """
 

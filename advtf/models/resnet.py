@@ -1,11 +1,11 @@
 """ResNet-18 and ResNet-50 (v1.5), laid out as torchvision's, with a size-dependent stem.
 
 He et al. 2016, "Deep Residual Learning for Image Recognition". ResNet-18 is the backbone of
-"Dissecting Local Properties of Adversarial Examples" (papers/000); ResNet-18/50 are used by
-Siddiqui & Breuel 2021 (papers/001) with torchvision's architecture.
+"Dissecting Local Properties of Adversarial Examples" (the local-properties paper); ResNet-18/50 are used by
+Siddiqui & Breuel 2021 with torchvision's architecture.
 
 Stem rule: images smaller than 128 px (CIFAR-like) get the CIFAR stem (conv 3×3 stride 1,
-no max-pool, as in papers/000 and 001: layer1 then runs at 32×32 on CIFAR); images of at
+no max-pool, as in the local-properties paper and Siddiqui & Breuel: layer1 then runs at 32×32 on CIFAR); images of at
 least 128 px get the ImageNet stem (conv 7×7 stride 2 -> BN -> ReLU -> max-pool 3×3 stride 2).
 ResNet-50 is v1.5 (stride on the 3×3 conv of the bottleneck, as torchvision). Convolutions
 use 'same' padding (for stride 2 on even sizes Keras pads bottom/right only, torchvision
@@ -14,7 +14,7 @@ pads symmetrically: same shapes and parameter counts).
 Layer names follow torchvision's with dots as underscores (`layer2_0_conv1`,
 `layer2_0_downsample_conv`, ...). Modules (Siddiqui & Breuel's six, each opened by a
 down-sampling layer): m0 stem conv -> BN -> ReLU, m1..m4 = layer1..layer4 (m1 starts with
-the ImageNet stem's max-pool), m5 head. Aliases (papers/000, Sec. 4.3): `conv1` (first conv
+the ImageNet stem's max-pool), m5 head. Aliases (the local-properties paper, Sec. 4.3): `conv1` (first conv
 output, before BN), `layer0` (the input of layer1: after the stem's ReLU, and after the
 max-pool for the ImageNet stem), `layer1`..`layer4` (stage outputs).
 """
@@ -28,7 +28,7 @@ from advtf.models.layers import Builder
 from advtf.models.registry import BuildArgs, ModelSpec, register_model
 
 IMAGENET_STEM_MIN_SIZE = 128
-_PAPERS = "He et al. 2016; papers/000 (Dissecting Local Properties); papers/001 (Siddiqui & Breuel)"
+_PAPERS = "He et al. 2016; the local-properties paper (ICLR 2022 submission); Siddiqui & Breuel 2021"
 
 
 def _basic(b: Builder, x, prefix: str, planes: int, strides: int, project: bool):

@@ -1,7 +1,7 @@
 """Pre-activation bottleneck ResNets v2 for small images (ResNet20v2, ResNet56v2).
 
 He et al. 2016, "Identity Mappings in Deep Residual Networks", in the CIFAR form of the
-Keras example `cifar10_resnet.py` (`resnet_v2`), which Springer et al. 2021 (papers/002,
+Keras example `cifar10_resnet.py` (`resnet_v2`), which Springer et al. 2021 (
 Table 3) trained: ResNet56v2 on CIFAR-10, ResNet20v2 on ImageNet-9.
 
 Structure (depth 9n + 2; n bottleneck blocks per stage):
@@ -25,7 +25,7 @@ from keras import layers
 from advtf.models.layers import Builder
 from advtf.models.registry import BuildArgs, ModelSpec, register_model
 
-_PAPER = "He et al. 2016 (Identity Mappings); Springer et al. 2021 (papers/002, Table 3)"
+_PAPER = "He et al. 2016 (Identity Mappings); Springer et al. 2021 (Table 3)"
 
 
 def _preact(b: Builder, x, prefix: str, index: int):

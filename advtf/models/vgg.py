@@ -1,7 +1,7 @@
 """VGG-11 / VGG-16 with batch norm and a global-average-pooling head.
 
 Simonyan & Zisserman 2015, torchvision configurations A (VGG-11) and D (VGG-16) with
-BatchNorm after every conv. As Siddiqui & Breuel 2021 (papers/001, Sec. 3) do for CIFAR, the
+BatchNorm after every conv. As Siddiqui & Breuel 2021 (Sec. 3) do for CIFAR, the
 average pool + three-layer classifier is replaced by global average pooling and one linear
 layer (GAP -> Dense logits).
 
@@ -24,7 +24,7 @@ VGG_BLOCKS = {
     "vgg11_bn": ((64,), (128,), (256, 256), (512, 512), (512, 512)),
     "vgg16_bn": ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)),
 }
-_PAPER = "Simonyan & Zisserman 2015; papers/001 (Siddiqui & Breuel, GAP head)"
+_PAPER = "Simonyan & Zisserman 2015; Siddiqui & Breuel 2021 (GAP head)"
 
 
 def build_vgg(args: BuildArgs, name: str, blocks) -> keras.Model:

@@ -1,6 +1,6 @@
 """keras.applications networks wrapped to the advtf contract ([0, 1] pixels in, logits out).
 
-Springer et al. 2021 (papers/002, Sec. 5 and Appendix) attack these standard "victim"
+Springer et al. 2021 ( Sec. 5 and Appendix) attack these standard "victim"
 classifiers, initialised from ImageNet weights, with transfer attacks: DenseNet121,
 InceptionV3, MobileNetV2, VGG16, ResNet50V2, Xception.
 
@@ -206,7 +206,7 @@ def _register(name: str, app: Application) -> None:
         "own preprocessing, linear head",
         default_input_shape=(224, 224, 3),
         min_input_size=app.min_size,
-        paper=app.paper + "; papers/002 (victims)",
+        paper=app.paper + "; Springer et al. 2021 (victims)",
         resizes_input=True,
     )
     def factory(args: BuildArgs, spec: ModelSpec) -> keras.Model:
@@ -223,7 +223,7 @@ for _name, _app in APPLICATIONS.items():
     description="keras.applications.ResNet50V2 body with advtf (x - mean) / std normalisation",
     default_input_shape=(32, 32, 3),
     min_input_size=32,
-    paper="He et al. 2016 (Identity Mappings); papers/002",
+    paper="He et al. 2016 (Identity Mappings); Springer et al. 2021",
     resizes_input=True,
 )
 def resnet50v2(args: BuildArgs, spec: ModelSpec) -> keras.Model:

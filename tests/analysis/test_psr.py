@@ -1,4 +1,4 @@
-"""Grid sensitivity and PSR (papers/003, Definition 1) against closed forms and numpy."""
+"""Grid sensitivity and PSR (Xu et al. 2019, Definition 1) against closed forms and numpy."""
 
 import keras
 import numpy as np

@@ -1,4 +1,4 @@
-"""Block-wise retraining cells: module/layer splits, selections, reinitialisation and freezing (papers/001)."""
+"""Block-wise retraining cells: module/layer splits, selections, reinitialisation and freezing (Siddiqui & Breuel 2021)."""
 
 import keras
 import numpy as np
