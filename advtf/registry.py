@@ -10,6 +10,7 @@ from typing import Callable, Generic, Iterator, TypeVar
 from advtf.errors import UserError
 
 T = TypeVar("T")
+_DECORATE = object()  # register(name) without an entry: used as a decorator (None is a valid entry)
 
 
 class Registry(Generic[T]):
@@ -24,7 +25,7 @@ class Registry(Generic[T]):
         self.kind, self.hint = kind, hint
         self._entries: dict[str, T] = {}
 
-    def register(self, name: str, entry: T | None = None) -> Callable[[T], T] | T:
+    def register(self, name: str, entry: T = _DECORATE) -> Callable[[T], T] | T:
         """Adds ``entry`` under ``name`` (or, without ``entry``, returns a decorator that does)."""
         def add(item: T) -> T:
             if name in self._entries:
@@ -32,7 +33,7 @@ class Registry(Generic[T]):
             self._entries[name] = item
             return item
 
-        return add if entry is None else add(entry)
+        return add if entry is _DECORATE else add(entry)
 
     def get(self, name: str) -> T:
         """The entry of ``name``; UserError naming the closest names when there is none."""

@@ -41,3 +41,9 @@ def test_every_kind_uses_it():
         assert isinstance(registry, Registry) and name in registry
     with pytest.raises(UserError, match="did you mean resnet20v2"):
         MODELS.get("resnet20")
+
+
+def test_none_is_an_entry_not_a_decorator_request():
+    reg = Registry("method")
+    reg.register("own", None)
+    assert "own" in reg and reg.get("own") is None

@@ -26,13 +26,22 @@ Eq. 5 needs ``nu > 0``. Rectified maps are often zero on most pixels, and then `
 
 from __future__ import annotations
 
+import importlib
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from advtf.errors import UserError
+from advtf.registry import Registry
 
-METHODS = ("cam", "gradcam", "gradcam++", "scorecam")
+# name -> the tf-keras-vis class computing it ("module:Class"); None: advtf's own CAM from the GAP -> Dense head.
+CAM_METHODS: Registry[str | None] = Registry("CAM method", "choose with --method")
+CAM_METHODS.register("cam", None)
+CAM_METHODS.register("gradcam", "tf_keras_vis.gradcam:Gradcam")
+CAM_METHODS.register("gradcam++", "tf_keras_vis.gradcam_plus_plus:GradcamPlusPlus")
+CAM_METHODS.register("scorecam", "tf_keras_vis.scorecam:Scorecam")
+METHODS = tuple(CAM_METHODS)
 DEFAULT_QUANTILE = 0.7
 
 
@@ -93,8 +102,7 @@ class MapMaker:
     """Class activation maps of one model on one layer, for batches of images and classes."""
 
     def __init__(self, model: keras.Model, method: str = "cam", layer: str | None = None):
-        if method not in METHODS:
-            raise UserError(f"unknown CAM method {method!r}; choose one of: {', '.join(METHODS)}")
+        implementation = CAM_METHODS.get(method)  # UserError with the closest names
         self.model, self.method = model, method
         self.layer = resolve_map_layer(model, layer)
         output = model.get_layer(self.layer).output
@@ -106,12 +114,8 @@ class MapMaker:
                                 "head (the default --layer); use --method gradcam for other layers")
             self._weights = head[1].kernel  # [C, classes]
         else:
-            from tf_keras_vis.gradcam import Gradcam
-            from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
-            from tf_keras_vis.scorecam import Scorecam
-
-            cls = {"gradcam": Gradcam, "gradcam++": GradcamPlusPlus, "scorecam": Scorecam}[method]
-            self._vis = cls(model, clone=False)
+            module, _, name = implementation.partition(":")
+            self._vis = getattr(importlib.import_module(module), name)(model, clone=False)
 
     def __call__(self, x, classes) -> np.ndarray:
         """Maps ``F(x_b, classes_b)`` at input resolution, ``[B, H, W]`` float32 (not normalised)."""
