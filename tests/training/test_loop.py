@@ -22,7 +22,7 @@ def test_tiny_model_learns(tmp_path):
     accuracy = evaluate(result.model, make_batches(data.test, 100, training=False))["clean_accuracy"]
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert accuracy > 0.6
-    assert (tmp_path / "history.csv").exists() and (tmp_path / "best.weights.h5").exists()
+    assert (tmp_path / "history.csv").exists() and (tmp_path / "resume" / "train" / "best.weights.h5").exists()
     assert len(list((tmp_path / "logs").iterdir())) >= 1
 
 
