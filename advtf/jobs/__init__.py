@@ -117,6 +117,8 @@ register("cam", "CAMs of natural/adversarial images and the interpretability sco
          cli="advtf.cli.interpret:cam", module="advtf.jobs.cam")
 register("psr", "Grid sensitivity and promotion-suppression ratio of perturbations, refined attacks "
          "(Xu et al. 2019).", cli="advtf.cli.interpret:psr", module="advtf.jobs.psr")
+register("reproduce", "A paper's experiments in one resumable command, with a report judging its claims.",
+         cli="advtf.cli.reproduce:reproduce", module="advtf.jobs.reproduce", resumable=True)
 register("datasets", "List registered datasets and where they are found.", cli="advtf.cli.info:datasets")
 register("models", "List registered models.", cli="advtf.cli.info:models")
 register("attacks", "List registered attacks, their norms and options.", cli="advtf.cli.info:attacks")
