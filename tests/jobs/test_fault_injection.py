@@ -99,3 +99,72 @@ def test_sigterm_saves_and_says_how_to_resume(model, tmp_path):
     assert (tmp_path / "term.partial").exists() and not (tmp_path / "term.lock").exists()
     result = advtf("robustify", model, *DIGITS, *slow, "--out", out, "--resume")
     assert result.returncode == 0, result.stderr
+
+
+def killed_then_resumed(args: list, out: Path, fault: tuple[str, int]) -> subprocess.CompletedProcess:
+    """Runs ``args`` killed at ``fault`` into ``out``, then once more (``--resume`` when a partial was kept)."""
+    killed = advtf(*args, "--out", out, fault=fault)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not out.exists()
+    resumable = out.with_name(out.name + ".partial").exists()
+    result = advtf(*args, "--out", out, *(["--resume"] if resumable else []))
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+RELABEL = ["--train-subset", "24", "--mode", "zero", "--eps", "1", "--steps", "3", "--step-size", "0.5",
+           "--chunk-size", "8", "--batch-size", "4"]
+
+
+@pytest.fixture(scope="module")
+def relabeled(model, tmp_path_factory) -> Path:
+    whole = tmp_path_factory.mktemp("whole") / "D"
+    done = advtf("relabel", model, *DIGITS, *RELABEL, "--out", whole)
+    assert done.returncode == 0, done.stderr
+    return whole
+
+
+@pytest.mark.parametrize("where, after", [
+    ("advtf.jobs.relabel:relabel_batch", 3),   # mid-chunk 1
+    ("advtf.jobs.relabel:write_table", 0),     # during the final save
+])
+def test_relabel_killed_and_resumed_is_bit_identical(model, relabeled, tmp_path, where, after):
+    out = tmp_path / "cut"
+    killed_then_resumed(["relabel", model, *DIGITS, *RELABEL], out, (where, after))
+    assert_same_outputs(out, relabeled, "train")
+
+
+RETRAIN = ["--dataset", "digits", "--train-subset", "64", "--test-subset", "16", "--quiet", "--mode", "conventional",
+           "--sweep", "cutoff", "--part", "after", "--eval-steps", "1", "--norm", "linf", "--eps", "0.1",
+           "--epochs", "1", "--batch-size", "32", "--optimizer", "adam", "--lr", "0.01"]
+
+
+def _cells(directory: Path) -> dict:
+    rows = json.loads((directory / "results.json").read_text())["cells"]
+    return {r["cell"]: (r["clean_accuracy"], r["robust_accuracy"], r["trainable_params"]) for r in rows}
+
+
+def test_retrain_killed_between_cells_and_in_the_final_save_resumes_to_the_same_sweep(model, tmp_path):
+    whole = tmp_path / "whole"
+    assert advtf("retrain", model, *RETRAIN, "--out", whole).returncode == 0
+    for where, after in (("advtf.jobs.retrain:retrain_cell", 1), ("advtf.jobs.retrain:write_table", 0)):
+        out = tmp_path / where.rpartition(":")[2]
+        result = killed_then_resumed(["retrain", model, *RETRAIN], out, (where, after))
+        assert "kept from the interrupted run" in result.stdout
+        assert _cells(out) == _cells(whole)
+        assert not (out / "resume").exists() and not any(out.rglob("resume"))
+
+
+DISSECT = ["--concept-images", "24", "--attack-images", "8", "--layers", "m0", "--top-n", "5", "--norm", "linf",
+           "--eps", "0.1", "--steps", "2", "--draws", "100", "--batch-size", "4", "--quiet"]
+
+
+def test_dissect_killed_mid_pass_resumes_to_the_same_tables(model, tmp_path):
+    whole = tmp_path / "whole"
+    assert advtf("dissect", model, *DISSECT, "--out", whole).returncode == 0
+    for where, after in (("advtf.runs.resume:ResumeStore.save_snapshot", 2),   # at the third snapshot (attack pass)
+                         ("advtf.jobs.dissect:sensitivity_pass", 0)):          # between passes
+        out = tmp_path / where.rpartition(".")[2]
+        killed_then_resumed(["dissect", model, *DISSECT], out, (where, after))
+        for table in ("units.csv", "detectors.csv", "pvalues.csv"):
+            assert (out / table).read_text() == (whole / table).read_text(), table
