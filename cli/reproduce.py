@@ -83,7 +83,8 @@ def command_line(job: str, request, out) -> tuple[str, list[str]]:
             if value is not None and value != param.default:
                 options.append(flag if value else param.secondary_opts[0])
             continue
-        if value is None or value == param.default or (param.default is None and value == default):
+        if value is None or value in ((), [], {}) or value == param.default or (
+                param.default is None and value == default):
             continue  # the command's own default (or one its callback resolves to the request's default)
         if isinstance(value, dict):
             items = [f"{k}={v}" for k, v in value.items()]
