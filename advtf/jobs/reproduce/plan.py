@@ -163,7 +163,11 @@ def build_dataclass(cls, options: dict, where: str):
     if unknown:
         raise UserError(f"{where}: {cls.__name__} has no option {', '.join(unknown)} "
                         f"(it takes {', '.join(sorted(names))})")
-    return cls(**{k: _convert(v, hints[k], f"{where}: {k}") for k, v in options.items()})
+    values = {k: _convert(v, hints[k], f"{where}: {k}") for k, v in options.items()}
+    try:
+        return cls(**values)
+    except UserError as e:  # the job's own validation, placed in the preset
+        raise UserError(f"{where}: {e}") from None
 
 
 def step_options(spec: StepSpec, budget: str, variables: dict, where: str) -> tuple[dict, list[str]]:
