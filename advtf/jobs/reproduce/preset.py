@@ -32,10 +32,11 @@ def preset_directory() -> Path:
     """Where the presets are: the installed package ``advtf.presets`` (setup.cfg maps the top-level
     ``data/presets/`` onto it), else the source checkout's ``data/presets/`` (an editable install
     made before that mapping existed)."""
-    try:
+    try:  # a data folder without __init__.py: a namespace package, so ask a file for its folder
         found = importlib.resources.files("advtf.presets")
-        if any(str(p.name).endswith(".toml") for p in found.iterdir()):
-            return Path(str(found))
+        preset = next((p for p in found.iterdir() if p.name.endswith(".toml")), None)
+        if preset is not None:
+            return Path(str(preset)).parent
     except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError, TypeError):
         pass
     return Path(__file__).resolve().parents[3] / "data" / "presets"
@@ -140,14 +141,19 @@ def parse_measure(text: str, where: str) -> tuple[Term, ...]:
     return tuple(terms)
 
 
-def expand_measure(claim: "Claim", variables: dict) -> tuple[Term, ...]:
-    """The claim's terms with ``{name}`` filled from the budget's ``[vars]`` (UserError naming a missing one)."""
+def fill_measure(claim: "Claim", variables: dict) -> str:
+    """The claim's measure with ``{name}`` filled from the budget's ``[vars]`` (UserError naming a missing one)."""
     def fill(match):
         name = match.group(1)
         if name not in variables:
             raise UserError(f"claim {claim.id}: the measure uses {{{name}}}, which the budget's [vars] does not define")
         return str(variables[name])
-    return parse_measure(_PLACEHOLDER.sub(fill, claim.measure), f"claim {claim.id}")
+    return _PLACEHOLDER.sub(fill, claim.measure)
+
+
+def expand_measure(claim: "Claim", variables: dict) -> tuple[Term, ...]:
+    """The claim's terms at a budget (its ``{name}``s filled)."""
+    return parse_measure(fill_measure(claim, variables), f"claim {claim.id}")
 
 
 def _table(value, where: str) -> dict:

@@ -36,7 +36,7 @@ def claim_rows(outcomes: list[Outcome]) -> list[dict]:
     return [{"claim": o.claim.statement, "paper": f"{o.claim.paper_value} ({o.claim.where})",
              "ours": number(o.value) + (f" {o.claim.unit}" if o.claim.unit and o.value is not None else ""),
              "verdict": o.verdict, "rule": rule_text(o.claim), "id": o.claim.id,
-             "measured": o.claim.measure, "note": o.note} for o in outcomes]
+             "measured": o.measured or o.claim.measure, "note": o.note} for o in outcomes]
 
 
 def figures(plan: Plan) -> list[tuple[str, Path]]:
@@ -147,7 +147,7 @@ def write_report(out: Path, reports: list[PaperReport]) -> dict:
     write_markdown(out / "report.md", reports, versions)
     write_html(out / "report.html", reports, versions)
     claims = {rep.plan.paper: [{"id": o.claim.id, "statement": o.claim.statement, "paper_value": o.claim.paper_value,
-                                "where": o.claim.where, "measure": o.claim.measure, "value": o.value,
+                                "where": o.claim.where, "measure": o.measured or o.claim.measure, "value": o.value,
                                 "verdict": o.verdict, "rule": rule_text(o.claim), "note": o.note}
                                for o in rep.outcomes] for rep in reports}
     (out / "claims.json").write_text(json.dumps(claims, indent=2) + "\n")

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from advtf.jobs.reproduce.preset import Claim, expand_measure
+from advtf.jobs.reproduce.preset import Claim, expand_measure, fill_measure
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,7 @@ class Outcome:
     value: float | None
     verdict: str
     note: str = ""
+    measured: str = ""  # the measure at this budget (its {var}s filled)
 
 
 def lookup(results: Any, path: tuple[str, ...]) -> Any:
@@ -75,7 +76,7 @@ def judge(claims, results_of: Callable[[str], dict | None], variables: dict | No
     outcomes = []
     for claim in claims:
         value, note = measure(claim, results_of, variables)
-        outcomes.append(Outcome(claim, value, decide(claim, value), note))
+        outcomes.append(Outcome(claim, value, decide(claim, value), note, fill_measure(claim, variables or {})))
     return outcomes
 
 
