@@ -19,18 +19,18 @@ from typing import Callable
 
 from advtf import validation as check
 from advtf.analysis.retrain import combination_medians
-from advtf.attacks import NORMS, Threat
+from advtf.attacks import Threat
 from advtf.distribute import make_strategy
 from advtf.errors import UserError
 from advtf.inputs import DataRequest, check_model_fits, load_trained_model, model_fingerprint
 from advtf.jobs import Request
+from advtf.jobs.training_checks import check_optimisation, check_training_threat, checked_milestones
 from advtf.plots import retrain as plots
 from advtf.runs import ResumeStore, read_json, write_json, write_table
 from advtf.training.loop import AdversarialConfig, TrainConfig
 from advtf.training.retrain import (PARTS, Selection, cutoff_selection, evaluate_pretrained, initial_model,
                                     parse_modules, reinit_cell, retrain_cell, retraining_threat, subset_selection,
                                     unit_names)
-from advtf.training.schedules import OPTIMIZERS, SCHEDULES
 
 SWEEPS = ("cutoff", "layers", "combinations")
 MODES = ("adversarial", "conventional")
@@ -91,27 +91,9 @@ class RetrainRequest(Request):
             raise UserError("--fast only applies with --mode adversarial")
         check_selection(sweep=self.sweep, part=self.part, cutoff=self.cutoff, modules=self.modules,
                         layers=self.layers, reinit_only=self.reinit_only)
-        check.choice("--norm", self.norm, NORMS)
-        check.positive("--eps", self.eps)
-        check.count("--attack-steps", self.attack_steps)
-        if self.step_size is not None:
-            check.positive("--step-size", self.step_size)
-        check.count("--restarts", self.restarts)
-        check.choice("--attack-target", self.attack_target, ("label", "prediction"))
-        check.in_range("--clean-fraction", self.clean_fraction, 0.0, 1.0, high_open=True)
-        check.count("--eval-steps", self.eval_steps)
-        check.count("--epochs", self.epochs)
-        check.count("--batch-size", self.batch_size)
-        check.choice("--optimizer", self.optimizer, OPTIMIZERS)
-        check.positive("--lr", self.lr)
-        check.in_range("--momentum", self.momentum, 0.0, 1.0, high_open=True)
-        check.non_negative("--weight-decay", self.weight_decay)
-        check.choice("--schedule", self.schedule, SCHEDULES)
-        milestones = list(self.lr_milestones)
-        for m in milestones:
-            check.count("--lr-milestones", m)
-        if milestones != sorted(set(milestones)):
-            raise UserError(f"--lr-milestones must be increasing epochs, e.g. 5,8 (got {','.join(map(str, milestones))})")
+        check_training_threat(self)
+        check_optimisation(self)
+        milestones = checked_milestones(self.lr_milestones, self.epochs, self.schedule)
         if self.mode == "adversarial":  # record the step the training attack takes
             step = None if self.fast else retraining_threat(self.threat).alpha
             object.__setattr__(self, "step_size", step)

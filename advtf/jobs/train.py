@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from advtf import validation as check
-from advtf.attacks import NORMS, Threat
+from advtf.attacks import Threat
 from advtf.data import DataSplits, make_batches
 from advtf.data.saved import is_saved_dataset, read_section
 from advtf.distribute import STRATEGIES
@@ -23,13 +23,14 @@ from advtf.errors import UserError
 from advtf.evaluation import evaluate
 from advtf.inputs import DataRequest
 from advtf.jobs import Request
+from advtf.jobs.training_checks import check_optimisation, check_training_threat, checked_milestones
 from advtf.models import count_params, create_model
 from advtf.models.registry import get_spec
 from advtf.plots.training import training_curves
 from advtf.runs import write_json, write_table
 from advtf.training.batch_norm import recalibrate_batch_norm
 from advtf.training.loop import RESUME_DIR, AdversarialConfig, TrainConfig, save_weights_atomically, train
-from advtf.training.schedules import OPTIMIZERS, SCHEDULES, default_milestones
+from advtf.training.schedules import default_milestones
 
 # Training on a derived set (robustified, relabeled, adversarial) follows Springer et al.'s Table 3
 # for zero-/negative-robust classifiers: Adam with its default parameters (so no weight decay),
@@ -100,24 +101,10 @@ class TrainRequest(Request):
         get_spec(self.model)
         check.positive("--width", self.width)
         check.choice("--weights", self.weights or "none", ("none", "imagenet"))
-        check.choice("--norm", self.norm, NORMS)
-        check.positive("--eps", self.eps)
-        check.count("--attack-steps", self.attack_steps)
-        if self.step_size is not None:
-            check.positive("--step-size", self.step_size)
-        check.count("--restarts", self.restarts)
-        check.choice("--attack-target", self.attack_target, ("label", "prediction"))
-        check.in_range("--clean-fraction", self.clean_fraction, 0.0, 1.0, high_open=True)
+        check_training_threat(self)
         if not self.robust and (self.fast or self.clean_fraction):
             raise UserError("--fast and --clean-fraction only apply to adversarial training; add --robust or drop them")
-        check.count("--eval-steps", self.eval_steps)
-        check.count("--epochs", self.epochs)
-        check.count("--batch-size", self.batch_size)
-        check.choice("--optimizer", self.optimizer, OPTIMIZERS)
-        check.positive("--lr", self.lr)
-        check.in_range("--momentum", self.momentum, 0.0, 1.0, high_open=True)
-        check.non_negative("--weight-decay", self.weight_decay)
-        check.choice("--schedule", self.schedule, SCHEDULES)
+        check_optimisation(self)
         self._resolve_milestones()
         check.choice("--select-by", self.select_by, ("auto", "last", "clean", "robust"))
         self._resolve_selection()
@@ -129,17 +116,7 @@ class TrainRequest(Request):
         milestones = self.lr_milestones
         if milestones is None:
             milestones = default_milestones(self.epochs) if self.schedule == "piecewise" else ()
-        milestones = tuple(milestones)
-        if milestones and self.schedule != "piecewise":
-            raise UserError(f"--lr-milestones only applies to --schedule piecewise (got --schedule {self.schedule}); "
-                            "add --schedule piecewise or drop --lr-milestones")
-        for m in milestones:
-            check.positive("--lr-milestones", m)
-        if list(milestones) != sorted(set(milestones)):
-            raise UserError(f"--lr-milestones must be increasing epochs, e.g. 5,8 (got {','.join(map(str, milestones))})")
-        if milestones and milestones[-1] > self.epochs:
-            raise UserError(f"--lr-milestones {','.join(f'{m:g}' for m in milestones)} lie beyond --epochs "
-                            f"{self.epochs}; give epochs up to {self.epochs}")
+        milestones = checked_milestones(milestones, self.epochs, self.schedule)
         object.__setattr__(self, "lr_milestones", milestones)
 
     def _resolve_selection(self) -> None:

@@ -129,7 +129,7 @@ def test_request_records_the_effective_training_step():
     conventional = RetrainRequest(**{**ONE_CELL, "mode": "conventional"})
     assert conventional.step_size is None and conventional.adversarial() is None
     assert conventional.eval_threat.steps == 200 and conventional.eval_threat.step_size is None
-    config = RetrainRequest(**ONE_CELL, lr_milestones=[2, 3]).train_config(natural_images=False)
+    config = RetrainRequest(**ONE_CELL, schedule="piecewise", lr_milestones=[2, 3]).train_config(natural_images=False)
     assert config.augment is False and config.lr_milestones == (2, 3)
 
 
