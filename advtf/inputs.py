@@ -7,7 +7,9 @@ import re
 from pathlib import Path
 
 from advtf import validation as check
+from advtf.data import load_dataset
 from advtf.errors import UserError
+from advtf.models import input_fits, load_model
 from advtf.runs import MANIFEST, read_json, sha256_file
 
 _EPOCH = re.compile(r"epoch_(\d+)\.keras")
@@ -36,8 +38,6 @@ class DataRequest:
 
     def load(self):
         """The :class:`advtf.data.DataSplits` this request names."""
-        from advtf.data import load_dataset
-
         return load_dataset(
             self.dataset, data_dir=self.data_dir, image_size=self.image_size,
             train_subset=self.train_subset, test_subset=self.test_subset,
@@ -51,8 +51,6 @@ def load_trained_model(path: str | Path, image_shape=None):
     Raises:
         UserError: missing or corrupt file, or a model whose input does not fit ``image_shape``.
     """
-    from advtf.models import input_fits, load_model
-
     path = Path(path)
     if path.is_dir():
         if not (path / "model.keras").exists():
@@ -66,8 +64,6 @@ def load_trained_model(path: str | Path, image_shape=None):
 
 def check_model_fits(model, info, *, what: str) -> None:
     """UserError, prefixed with ``what``, unless ``model`` takes ``info``'s images and predicts its classes."""
-    from advtf.models import input_fits
-
     try:
         input_fits(model, info.image_shape)
     except UserError as e:

@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from advtf.errors import UserError
+from advtf.models.layers import ENDPOINT_PREFIX
 from advtf.registry import Registry
 
 # name -> the tf-keras-vis class computing it ("module:Class"); None: advtf's own CAM from the GAP -> Dense head.
@@ -78,8 +79,6 @@ def resolve_map_layer(model: keras.Model, layer: str | None = None) -> str:
     Raises:
         UserError: an unknown name, a layer without a spatial (H, W, C) output, or no default.
     """
-    from advtf.models.layers import ENDPOINT_PREFIX
-
     if layer is None:
         head = _gap_head(model)
         if head is None:

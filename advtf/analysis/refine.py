@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from advtf.attacks import attack_spec
+
 
 class MaskedPerturbation:
     """A model seen through a per-example pixel mask; one object serves every batch (traced once)."""
@@ -53,8 +55,6 @@ def refined_attack(model, natural: np.ndarray, label: np.ndarray, mask: np.ndarr
     ``label`` is the target for targeted requests and the class to move away from otherwise.
     Returns the refined adversarial images.
     """
-    from advtf.attacks import attack_spec
-
     wrapped = _wrapper(model)
     wrapped.set(natural, mask)
     fn = attack_spec(request.name).fn

@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from advtf.errors import UserError
+from advtf.models import endpoints, feature_extractor
 
 _TINY = 1e-12
 
@@ -44,8 +45,6 @@ def seed_indices(n: int, seed: int) -> np.ndarray:
 
 def representation_model(model):
     """The model's ``representation`` endpoint as a model of its own (UserError when it has none)."""
-    from advtf.models import endpoints, feature_extractor
-
     try:
         available = endpoints(model)
     except UserError as e:

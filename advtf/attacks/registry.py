@@ -12,6 +12,7 @@ import dataclasses
 import inspect
 from typing import Any, Callable
 
+from advtf.attacks.threat import parse_number
 from advtf.errors import UserError
 from advtf.registry import Registry
 
@@ -84,8 +85,6 @@ def check_attack(name: str, norm: str, options: dict[str, Any] | None = None) ->
 
 def coerce_options(name: str, raw: dict[str, str]) -> dict[str, Any]:
     """Converts ``-O key=value`` strings to the types of the attack's defaults."""
-    from advtf.attacks.threat import parse_number
-
     spec = attack_spec(name)
     out = {}
     for key, text in raw.items():

@@ -25,8 +25,13 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from advtf.data import make_batches
 from advtf.errors import UserError
+from advtf.evaluation import evaluate
+from advtf.inputs import load_trained_model
+from advtf.models import count_params, module_layers
 from advtf.models.saving import load_run_weights
+from advtf.training.loop import train
 
 PARTS = ("before", "after")
 INITIAL_WEIGHTS = "initial.weights.h5"  # written by `advtf train` before its first step
@@ -70,8 +75,6 @@ def layer_units(model: keras.Model) -> list[list[keras.layers.Layer]]:
     plus the BatchNormalization layers whose input it produces; Fig. 5's per-layer cut-off
     moves through these units. Layers of no module (the input normalisation) are left out.
     """
-    from advtf.models import module_layers
-
     in_modules = {id(layer) for module in module_layers(model) for layer in module}
     units: list[list[keras.layers.Layer]] = []
     owner: dict[int, int] = {}
@@ -96,8 +99,6 @@ def units_of(model: keras.Model, unit: str) -> list[list[keras.layers.Layer]]:
     Raises:
         UserError: a model without module endpoints (not built by advtf).
     """
-    from advtf.models import module_layers
-
     if unit == "modules":
         return module_layers(model)
     if unit == "layers":
@@ -236,17 +237,12 @@ def reinitialise(model: keras.Model, source: keras.Model, units: list[list[keras
 
 def prepare_model(pretrained: str | Path, selection: Selection, seed: int, image_shape=None) -> keras.Model:
     """The pretrained model with ``selection``'s units freshly reinitialised and the rest frozen."""
-    from advtf.inputs import load_trained_model
-
     model = load_trained_model(pretrained, image_shape)
     reinitialise(model, fresh_model(model, seed), units_of(model, selection.unit), selection.indices)
     return model
 
 
 def _accuracy(model, data, eval_threat, batch_size, strategy, seed, progress, desc) -> dict:
-    from advtf.data import make_batches
-    from advtf.evaluation import evaluate
-
     bar = progress(total=None, desc=desc) if progress else None
     out = evaluate(model, make_batches(data.test, batch_size, training=False), threat=eval_threat,
                    strategy=strategy, seed=seed, progress=bar)
@@ -258,8 +254,6 @@ def _accuracy(model, data, eval_threat, batch_size, strategy, seed, progress, de
 def evaluate_pretrained(pretrained, data, eval_threat, *, batch_size: int, strategy, seed: int,
                         progress=None) -> dict:
     """Clean and robust accuracy of the pretrained model itself ("only pretrained")."""
-    from advtf.inputs import load_trained_model
-
     with strategy.scope():
         model = load_trained_model(pretrained, data.info.image_shape)
     return _accuracy(model, data, eval_threat, batch_size, strategy, seed, progress, "pretrained (PGD)")
@@ -273,9 +267,6 @@ def retrain_cell(pretrained, selection: Selection, data, config, adversarial, ev
     per-epoch checkpoints make an interrupted cell resume at its last finished epoch and are
     removed when the cell is done. Returns the cell's results (accuracies, counts, seconds).
     """
-    from advtf.models import count_params
-    from advtf.training.loop import train
-
     start = time.time()
     workdir = Path(workdir)
     if not selection.indices:  # the empty selection is the pretrained model itself
@@ -302,8 +293,6 @@ def retrain_cell(pretrained, selection: Selection, data, config, adversarial, ev
 def reinit_cell(pretrained, selection: Selection, data, eval_threat, *, batch_size: int, strategy, seed: int,
                 initial: keras.Model, progress=None) -> dict:
     """Replaces ``selection``'s units by their ``initial`` weights, no training, and evaluates."""
-    from advtf.inputs import load_trained_model
-
     start = time.time()
     with strategy.scope():
         model = load_trained_model(pretrained, data.info.image_shape)
