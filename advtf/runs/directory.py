@@ -168,9 +168,11 @@ class RunDir:
             if not (self.partial / BOOKKEEPING / "request.json").exists() and not self.resume:
                 if any(self.partial.iterdir()):
                     raise UserError(f"{self.partial} is not an advtf partial run; move it away or choose another --out")
-            if not self.resume and not self.overwrite:
-                hint = "pass --resume to continue it or " if self.resumable else ""
-                raise UserError(f"an interrupted run is at {self.partial}; {hint}pass --overwrite to start again")
+            # A command that cannot resume has nothing to keep in a partial a killed run left (the lock is
+            # ours, so no process is writing it): it starts again. A resumable one asks which the user wants.
+            if self.resumable and not self.resume and not self.overwrite:
+                raise UserError(f"an interrupted run is at {self.partial}; pass --resume to continue it or "
+                                "--overwrite to start again")
         elif self.resume and not self.out.exists():
             raise UserError(f"nothing to resume at {self.out}; drop --resume to start a new run")
 
@@ -222,7 +224,7 @@ class RunDir:
             if self.resume and self.partial.exists():
                 self._check_request()
                 self.resumed = True
-            elif self.partial.exists():  # --overwrite of an interrupted run
+            elif self.partial.exists():  # --overwrite, or the leftover of a killed non-resumable run
                 shutil.rmtree(self.partial)
             (self.partial / BOOKKEEPING).mkdir(parents=True, exist_ok=True)
             if not self.resumed:

@@ -161,3 +161,16 @@ def test_an_interrupted_resumable_run_says_how_to_resume(tmp_path):
                 pass
     assert caught.value.advtf_resume.endswith("--resume")
     assert (tmp_path / "run.partial").exists() and not (tmp_path / "run.lock").exists()
+
+
+def test_a_killed_non_resumable_run_leaves_a_partial_the_next_run_replaces(tmp_path):
+    out = tmp_path / "run"
+    (tmp_path / "run.partial" / ".advtf").mkdir(parents=True)  # as SIGKILL leaves it: no clean-up ran
+    (tmp_path / "run.partial" / ".advtf" / "request.json").write_text('{"request": {}, "inputs": {}}')
+    (tmp_path / "run.partial" / "half.png").write_text("x")
+    _finished(out)
+    assert (out / "results.json").exists() and not (out / "half.png").exists()
+    (tmp_path / "other.partial").mkdir()
+    (tmp_path / "other.partial" / "notes.txt").write_text("a user's")
+    with pytest.raises(UserError, match="not an advtf partial"):
+        _finished(tmp_path / "other")
