@@ -97,8 +97,8 @@ register("perturbations", "Adversarial perturbations side by side, with local-co
          cli="advtf.cli.local:perturbations", module="advtf.jobs.perturbations")
 register("response", "Local response differences per layer, natural vs adversarial (the local-properties paper).",
          cli="advtf.cli.local:response", module="advtf.jobs.response")
-register("kernels", "Kernel smoothness per conv layer (magnitude, variance, TV; the local-properties paper).", cli="advtf.cli.local:kernels",
-         module="advtf.jobs.kernels")
+register("kernels", "Kernel smoothness per conv layer (magnitude, variance, TV; the local-properties paper).",
+         cli="advtf.cli.local:kernels", module="advtf.jobs.kernels")
 register("features", "Natural vs adversarial feature-vector distributions per module: MMD, C2ST, t-SNE "
          "(Siddiqui & Breuel 2021).", cli="advtf.cli.features:features", module="advtf.jobs.features")
 register("robustify", "Robustified test set R_eps from a model's representation (Springer et al. 2021).",

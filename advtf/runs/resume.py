@@ -128,7 +128,8 @@ class ResumeStore:
         try:
             return read_json(self.directory / key / "record.json")
         except (OSError, ValueError) as e:
-            raise UserError(f"{key} of the interrupted run is unreadable ({e}); pass --overwrite to start again") from None
+            raise UserError(f"{key} of the interrupted run is unreadable ({e}); "
+                            "pass --overwrite to start again") from None
 
 
 def _check_key(key: str) -> None:

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pytest
 
+# "-P": the subprocess imports the installed advtf (tox installs a wheel), never the source tree
+# that the working directory would put first on sys.path.
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg", "CUDA_VISIBLE_DEVICES": ""}
 DIGITS = ["--dataset", "digits", "--quiet"]
 SLOW_ROBUSTIFY = ["--test-subset", "64", "--steps", "20000", "--chunk-size", "8", "--batch-size", "8"]
 
 
 def advtf(*args, cwd=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "advtf.cli.main", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-P", "-m", "advtf.cli.main", *map(str, args)], capture_output=True,
                           text=True, env=ENV, cwd=cwd, timeout=timeout)
 
 
@@ -37,7 +39,7 @@ def model(tmp_path_factory) -> Path:
 
 def test_a_second_process_on_the_same_out_fails_at_once(model, tmp_path):
     out = tmp_path / "R"
-    first = subprocess.Popen([sys.executable, "-m", "advtf.cli.main", "robustify", str(model), *DIGITS,
+    first = subprocess.Popen([sys.executable, "-P", "-m", "advtf.cli.main", "robustify", str(model), *DIGITS,
                               *SLOW_ROBUSTIFY, "--out", str(out)], stderr=subprocess.PIPE, text=True, env=ENV)
     try:
         lock = tmp_path / "R.lock"

@@ -1,6 +1,7 @@
 """Runs the advtf CLI with a SIGKILL injected at a chosen call: ``python faults.py TARGET N ARGS...``.
 
-``TARGET`` is ``module:function`` or ``module:Class.method``; the process kills itself with SIGKILL (no clean-up of any kind)
+``TARGET`` is ``module:function`` or ``module:Class.method``; the process kills itself with SIGKILL (no
+clean-up of any kind)
 when that function is called for the (N+1)-th time, like a machine that dies at that moment.
 """
 

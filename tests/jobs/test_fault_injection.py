@@ -15,13 +15,15 @@ import numpy as np
 import pytest
 
 HERE = Path(__file__).resolve().parent
+# "-P": the subprocess imports the installed advtf (tox installs a wheel), never the source tree
+# that the working directory would put first on sys.path.
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg", "CUDA_VISIBLE_DEVICES": ""}
 DIGITS = ["--dataset", "digits", "--quiet"]
 
 
 def advtf(*args, fault: tuple[str, int] | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    command = [sys.executable, str(HERE / "faults.py"), fault[0], str(fault[1])] if fault else \
-        [sys.executable, "-m", "advtf.cli.main"]
+    command = [sys.executable, "-P", str(HERE / "faults.py"), fault[0], str(fault[1])] if fault else \
+        [sys.executable, "-P", "-m", "advtf.cli.main"]
     return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, env=ENV, timeout=timeout)
 
 
@@ -85,7 +87,7 @@ def test_robustify_killed_and_resumed_is_bit_identical(model, robustified, tmp_p
 def test_sigterm_saves_and_says_how_to_resume(model, tmp_path):
     out = tmp_path / "term"
     slow = [*ROBUSTIFY[:-6], "--steps", "200", "--chunk-size", "4", "--batch-size", "4"]
-    process = subprocess.Popen([sys.executable, "-m", "advtf.cli.main", "robustify", str(model), *DIGITS, *slow,
+    process = subprocess.Popen([sys.executable, "-P", "-m", "advtf.cli.main", "robustify", str(model), *DIGITS, *slow,
                                 "--out", str(out)], stderr=subprocess.PIPE, text=True, env=ENV)
     done = tmp_path / "term.partial" / "resume" / "done.json"
     deadline = time.time() + 240

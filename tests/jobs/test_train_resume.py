@@ -23,12 +23,14 @@ from advtf.models import load_model
 OPTIONS = ["--dataset", "digits", "--model", "test_cnn", "--train-subset", "200", "--test-subset", "40",
            "--validation", "40", "--epochs", "3", "--batch-size", "40", "--eval-steps", "1", "--robust",
            "--eps", "0.3", "--attack-steps", "2", "--augment", "--optimizer", "sgd", "--lr", "0.05", "--quiet"]
+# "-P": the subprocess imports the installed advtf (tox installs a wheel), never the source tree
+# that the working directory would put first on sys.path.
 ENV = {**os.environ, "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0", "CUDA_VISIBLE_DEVICES": ""}
 
 
 def start(out, *extra):
     """`advtf train OPTIONS ... --out OUT` in a new process."""
-    return subprocess.Popen([sys.executable, "-c", "from advtf.cli.main import main; main()", "train", *OPTIONS,
+    return subprocess.Popen([sys.executable, "-P", "-c", "from advtf.cli.main import main; main()", "train", *OPTIONS,
                              *extra, "--out", str(out)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
