@@ -121,7 +121,7 @@ def _data_check_error(error: BaseException):
     """The UserError of a failed in-pipeline data check (advtf.data.loading.checked), else None."""
     if "tensorflow" not in sys.modules:
         return None
-    from advtf.data.loading import data_check_error
+    from advtf.data.checks import data_check_error
 
     return data_check_error(error)
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from advtf.data.checks import check_values
 from advtf.data.info import DatasetInfo
 from advtf.errors import UserError
 
@@ -310,7 +311,6 @@ def load_saved_elements(directory: str | Path, split: str) -> tf.data.Dataset:
 
 def _load_elements(saved: SavedSection, split: str) -> tf.data.Dataset:
     """A verified split's dict elements, after one pass checking their values (see ``check_values``)."""
-    from advtf.data.loading import check_values
 
     ds = tf.data.Dataset.load(str(_verified_split_dir(saved, split)))
     what = f"split {split} of saved dataset {saved.directory}"

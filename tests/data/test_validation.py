@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from advtf.data import load_dataset, load_saved_elements, registry, write_saved_dataset
-from advtf.data.loading import check_values, checked, data_check_error
+from advtf.data.checks import check_values, checked, data_check_error
 from advtf.data.registry import RawSplits, register_dataset
 from advtf.errors import UserError
 
