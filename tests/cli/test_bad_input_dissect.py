@@ -7,15 +7,6 @@ from test_attack_cli import assert_user_error, run  # the shared CliRunner helpe
 FAST = ["--concept-images", "8", "--attack-images", "4", "--steps", "1", "--draws", "10", "--quiet"]
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """An untrained test_cnn (spatial modules m0..m3): bad input must be refused before any pass or attack."""
-    from advtf.models import create_model, save_model
-
-    root = tmp_path_factory.mktemp("bad-input-dissect")
-    return save_model(create_model("test_cnn", input_shape=(16, 16, 1), num_classes=10, seed=0), root / "m.keras")
-
-
 CASES = [
     (["--eps", "nan"], "not a number"),
     (["--eps", "inf"], "not a number"),
@@ -49,8 +40,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("args, words", CASES, ids=[" ".join(a) or "empty" for a, _ in CASES])
-def test_bad_input_exits_2_with_one_line(model, tmp_path, args, words):
+def test_bad_input_exits_2_with_one_line(untrained_digits_model, tmp_path, args, words):
     out = tmp_path / "out"
-    result = run("dissect", model, *FAST, *args, "--out", out)
+    result = run("dissect", untrained_digits_model, *FAST, *args, "--out", out)
     assert_user_error(result, words=words, out=out)  # exit 2, one line, no traceback, no OUT, .partial or .lock
     assert len((result.output + result.stderr).strip().splitlines()) <= 3

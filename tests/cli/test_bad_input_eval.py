@@ -7,16 +7,6 @@ from test_attack_cli import assert_user_error, run  # the shared CliRunner helpe
 DATA = ["--dataset", "digits", "--test-subset", "8", "--quiet"]
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """An untrained test_cnn for digits: bad input must be refused before any attack runs."""
-    from advtf.models import create_model
-
-    path = tmp_path_factory.mktemp("bad-input-eval") / "m.keras"
-    create_model("test_cnn", input_shape=(16, 16, 1), num_classes=10, seed=0).save(path)
-    return path
-
-
 def _evaluate(m, *args):
     return ["evaluate", m, *DATA, "--steps", "1", *args]
 
@@ -69,6 +59,6 @@ CASES = [
 
 @pytest.mark.parametrize("command, args, words", CASES,
                          ids=[f"{c.__name__[1:]}:{' '.join(a)}" for c, a, _ in CASES])
-def test_bad_input_exits_2_with_one_line(model, tmp_path, command, args, words):
+def test_bad_input_exits_2_with_one_line(untrained_digits_model, tmp_path, command, args, words):
     out = tmp_path / "out"
-    assert_user_error(run(*command(model, *args), "--out", out), words=words, out=out)
+    assert_user_error(run(*command(untrained_digits_model, *args), "--out", out), words=words, out=out)

@@ -8,16 +8,6 @@ DATA = ["--dataset", "digits", "--test-subset", "8", "--quiet"]
 ATTACK = ["--attack", "ifgsm", "--norm", "linf", "--eps", "0.1", "--steps", "1"]
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """An untrained test_cnn for digits (GAP -> Dense head): bad input must be refused before any attack."""
-    from advtf.models import create_model
-
-    path = tmp_path_factory.mktemp("bad-input-interpret") / "m.keras"
-    create_model("test_cnn", input_shape=(16, 16, 1), num_classes=10, seed=0).save(path)
-    return path
-
-
 def _cam(m, *args):
     return ["cam", m, *DATA, *ATTACK, *args]
 
@@ -75,8 +65,8 @@ CASES = [
 
 @pytest.mark.parametrize("command, args, words", CASES,
                          ids=[f"{c.__name__[1:]}:{' '.join(a)}" for c, a, _ in CASES])
-def test_bad_input_exits_2_with_one_line(model, tmp_path, command, args, words):
+def test_bad_input_exits_2_with_one_line(untrained_digits_model, tmp_path, command, args, words):
     out = tmp_path / "out"
-    result = run(*command(model, *args), "--out", out)
+    result = run(*command(untrained_digits_model, *args), "--out", out)
     assert_user_error(result, words=words, out=out)  # exit 2, one line, no traceback, no OUT, .partial or .lock
     assert len((result.output + result.stderr).strip().splitlines()) <= 3

@@ -8,16 +8,6 @@ DATA = ["--dataset", "digits", "--test-subset", "8", "--quiet"]
 ATTACK = ["--attack", "pgd", "--norm", "linf", "--eps", "0.1", "--steps", "1"]
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """An untrained test_cnn for digits (modules m0..m3): bad input must be refused before any attack."""
-    from advtf.models import create_model
-
-    path = tmp_path_factory.mktemp("bad-input-local") / "m.keras"
-    create_model("test_cnn", input_shape=(16, 16, 1), num_classes=10, seed=0).save(path)
-    return path
-
-
 def _frequency(m, *args):
     return ["frequency", m, *DATA, *ATTACK, *args]
 
@@ -93,8 +83,8 @@ CASES = [
 
 @pytest.mark.parametrize("command, args, words", CASES,
                          ids=[f"{c.__name__.strip('_')}:{' '.join(a)}" for c, a, _ in CASES])
-def test_bad_input_is_one_line_and_leaves_nothing(model, tmp_path, command, args, words):
+def test_bad_input_is_one_line_and_leaves_nothing(untrained_digits_model, tmp_path, command, args, words):
     out = tmp_path / "out"
-    result = run(*command(model, *args), "--out", out)
+    result = run(*command(untrained_digits_model, *args), "--out", out)
     assert len(result.output.strip().splitlines()) <= 3, result.output
     assert_user_error(result, words=words, out=out)
