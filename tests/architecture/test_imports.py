@@ -1,6 +1,6 @@
 """The import graph runs one way (docs/design.md, "One picture"); read with ``ast``, nothing imported.
 
-cli -> jobs -> {analysis, training} -> {adversarial, evaluation, inputs} -> {attacks, models, data,
+cli -> jobs -> {analysis, training} -> {adversarial, evaluation(_checks), inputs} -> {attacks, models, data,
 distribute} -> {runs} -> {errors, registry, validation}; plots beside jobs, importing nothing above
 runs. Siblings on one level do not import each other (analysis and training meet in a job).
 Private names are not imported across modules.
@@ -17,12 +17,12 @@ ROOT = Path(__file__).resolve().parents[2]
 BASE = {"errors", "registry", "validation"}
 LOW = BASE | {"runs"}
 CORE = LOW | {"attacks", "models", "data", "distribute"}
-MIDDLE = CORE | {"adversarial", "evaluation", "inputs"}
+MIDDLE = CORE | {"adversarial", "evaluation", "evaluation_checks", "inputs"}
 ALLOWED = {
     "errors": set(), "registry": {"errors"}, "validation": {"errors"},
     "runs": BASE,
     "distribute": LOW, "models": LOW, "data": LOW | {"models"}, "attacks": LOW | {"models"},
-    "adversarial": CORE, "evaluation": CORE, "inputs": CORE,
+    "adversarial": CORE, "evaluation": CORE, "evaluation_checks": CORE, "inputs": CORE,
     "plots": LOW,
     "analysis": MIDDLE - {"runs"},  # pure computation: no run directories, no files
     "training": MIDDLE,
