@@ -117,3 +117,55 @@ def test_a_batch_split_over_two_replicas_gives_the_single_device_result(trained_
     split = map_replicas(two_cpu_strategy, fn, x, x0)
     for one, two in zip(single, split):
         np.testing.assert_allclose(one, two, atol=1e-5)
+
+
+def _reference_distance(extractor, x, target):
+    rep = extractor(x, training=False)["representation"]
+    rep = tf.reshape(rep, [tf.shape(rep)[0], -1])
+    return tf.norm(rep - target, axis=1) / (tf.norm(target, axis=1) + 1e-12)
+
+
+def _reference_invert(extractor, target, x0, step_size, steps):
+    """A copy of the hand-written descent before it became the PGD core (advtf 2026-12-01)."""
+    x = x0
+    start = _reference_distance(extractor, x0, target)
+    best, best_distance = x0, start
+    for _ in tf.range(steps):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            distance = _reference_distance(extractor, x, target)
+            total = tf.reduce_sum(distance)
+        grad = tape.gradient(total, x)
+        better = distance < best_distance
+        best = tf.where(better[:, None, None, None], x, best)
+        best_distance = tf.where(better, distance, best_distance)
+        norm = tf.sqrt(tf.reduce_sum(tf.square(grad), axis=[1, 2, 3], keepdims=True))
+        x = tf.clip_by_value(x - step_size * grad / (norm + 1e-12), 0.0, 1.0)
+    distance = _reference_distance(extractor, x, target)
+    better = distance < best_distance
+    best = tf.where(better[:, None, None, None], x, best)
+    best_distance = tf.where(better, distance, best_distance)
+    return best, start, best_distance
+
+
+_reference_compiled = tf.function(_reference_invert, reduce_retracing=True)
+
+
+@pytest.mark.parametrize("steps", [7, 1, 0])
+def test_robustify_is_bit_identical_to_the_hand_written_descent(steps):
+    from advtf.models import create_model
+
+    model = create_model("test_cnn", input_shape=(8, 8, 1), num_classes=4, seed=2)
+    extractor = representation_model(model)
+    rng = np.random.default_rng(4)
+    x = rng.uniform(size=(6, 8, 8, 1)).astype(np.float32)
+    x[0] = 1.0  # a saturated image: the box binds
+    x0 = x[seed_indices(6, seed=1)]
+    got = [v.numpy() for v in robustify_batch(extractor, x, x0, steps=steps, step_size=0.1)]
+    target = tf.reshape(extractor(x, training=False)["representation"], [6, -1])
+    want = [v.numpy() for v in _reference_compiled(extractor, target, tf.constant(x0), tf.constant(0.1),
+                                                     tf.constant(steps))]
+    for one, two in zip(got, want):
+        np.testing.assert_array_equal(one, two)
+    if steps == 7:
+        assert np.any(got[0] != x0) and np.all(got[2] < got[1])  # the descent moved and helped
