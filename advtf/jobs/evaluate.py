@@ -32,10 +32,13 @@ class EvaluateRequest(Request):
     batch_size: int = 256
     jit: bool = False
     strategy: str = "auto"
+    checks: bool = True
+    check_images: int = 64
 
     def __post_init__(self):
         check_threat(self.attack, self.threat, self.options)
         check.count("--batch-size", self.batch_size)
+        check.count("--check-images", self.check_images)
         check.choice("--strategy", self.strategy, STRATEGIES)
         check.seed(self.data.seed)
 
@@ -47,7 +50,10 @@ def run(request: EvaluateRequest, run, *, progress=None, report=None) -> dict[st
     """Evaluates the model on the test split (the true label attacked) and writes the run directory.
 
     ``results.json`` keys: ``clean_accuracy``, ``robust_accuracy`` (correct clean and under attack),
-    ``n``, ``attack``, ``options`` (the attack's own), ``threat``, ``dataset``, ``model``. Also
+    ``n``, ``attack``, ``options`` (the attack's own), ``threat``, ``dataset``, ``model``, and the
+    reliability checks of :mod:`advtf.evaluation_checks` on the first ``check_images`` test images:
+    ``checks`` (names run; empty with ``checks=False``) and ``warnings`` (a list of ``{check,
+    message, measured}``, empty when all pass; null when not checked). Also
     ``results.csv/.md`` and ``accuracy.png`` (accuracy at eps 0 and at eps, chance marked).
     """
     data, threat = request.data, request.threat
@@ -63,7 +69,9 @@ def run(request: EvaluateRequest, run, *, progress=None, report=None) -> dict[st
     if bar is not None:
         bar.close()
     results = {**result, "attack": request.attack, "options": dict(request.options), "threat": threat.to_json(),
-               "dataset": splits.info.name, "model": str(request.model)}
+               "dataset": splits.info.name, "model": str(request.model), "checks": [], "warnings": None}
+    if request.checks:
+        results.update(_reliability_checks(request, model, splits))
     write_json(run.path / "results.json", results)
     write_table(run.path, "results", [{"model": str(request.model), "dataset": splits.info.name,
                                        "attack": request.attack, "norm": threat.norm, "eps": threat.eps,
@@ -74,3 +82,15 @@ def run(request: EvaluateRequest, run, *, progress=None, report=None) -> dict[st
                     run.path / "accuracy.png", num_classes=splits.info.num_classes,
                     title=f"{request.attack}-{threat.steps} on {splits.info.name}")
     return results
+
+
+def _reliability_checks(request: EvaluateRequest, model, splits) -> dict[str, Any]:
+    """``{"checks", "warnings"}`` of :func:`advtf.evaluation_checks.run_checks` on the first test images."""
+    from advtf.data import split_arrays
+    from advtf.evaluation_checks import run_checks
+
+    x, y = split_arrays(splits.test.take(request.check_images))
+    report = run_checks(model, x, y, threat=request.threat, attack=request.attack,
+                        num_classes=splits.info.num_classes, options=request.options, seed=request.data.seed,
+                        jit=request.jit)
+    return report.to_json()
