@@ -19,7 +19,7 @@ from advtf.cli.options import (data_request, dataset_options, make_attack_reques
 @click.option("--figure-examples", type=click.IntRange(min=0), default=8, show_default=True,
               help="Examples drawn in examples.png.")
 @click.option("--xla", is_flag=True, help="Compile the attack loop with XLA (faster on GPU, slower on CPU).")
-@run_options()
+@run_options(resumable=True)
 def attack(**kw):
     """Attack a trained model and save the adversarial dataset.
 

@@ -1,7 +1,7 @@
 """Random access to a split without holding it in RAM: one ``.npy`` file on disk, read by rows.
 
 Jobs that need example ``i`` out of order (robustify's seed images, relabel's sources) or that
-resume at chunk ``c`` (attack) write the split once per run with :func:`write_split_rows` and read
+resume at chunk ``c`` (attack) write the split once per run with :func:`split_rows` and read
 batches back with :class:`SplitRows`. Images are stored as ``uint8`` when every pixel is exactly
 ``k / 255`` as the loaders produce it (a quarter of float32), else as float32; either way a read
 returns the very float32 bits the ``tf.data`` split yields. Rows are read with ``os.pread``, not
@@ -127,10 +127,12 @@ def _save(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def split_rows(ds: tf.data.Dataset, n: int, store, key: str = "source") -> SplitRows:
-    """The split's rows in the resume store ``store`` under ``key``: written once per run, reused on resume."""
-    if store.is_done(key):
-        return SplitRows(store.path(key))
-    rows = write_split_rows(ds, n, store.path(key))
-    store.mark_done(key)
-    return rows
+def split_rows(ds: tf.data.Dataset, n: int, directory: str | os.PathLike) -> SplitRows:
+    """The split's rows in ``directory``: written once per run, reused when a finished file is there (a resume).
+
+    Jobs keep it in the run's bookkeeping (``DIR.partial/.advtf/rows``): removed at the commit, and
+    no finished work of its own, so a run that fails before its first chunk leaves nothing behind.
+    """
+    if (Path(directory) / IMAGES).is_file():  # renamed into place last: complete
+        return SplitRows(directory)
+    return write_split_rows(ds, n, directory)

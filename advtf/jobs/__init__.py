@@ -86,7 +86,7 @@ register("train", "Train a standard or adversarially robust classifier.", cli="a
 register("evaluate", "Clean and robust accuracy of a trained model.", cli="advtf.cli.evaluate:evaluate",
          module="advtf.jobs.evaluate")
 register("attack", "Attack a model; save the adversarial dataset with success and norms.",
-         cli="advtf.cli.attack:attack", module="advtf.jobs.attack")
+         cli="advtf.cli.attack:attack", module="advtf.jobs.attack", resumable=True)
 register("quickstart", "The main job: standard vs L2-robust model on Fashion-MNIST, with a report.",
          cli="advtf.cli.quickstart:quickstart", module="advtf.jobs.quickstart", resumable=True)
 register("frequency", "Filtered and frequency-swapped accuracy, mean spectra of adversarial examples "

@@ -16,17 +16,27 @@ import tensorflow as tf
 from advtf import validation as check
 from advtf.adversarial import ATTACK_TARGETS, AttackRequest, attack_batches, summarize
 from advtf.attacks import TARGET_MODES, Threat, check_attack
-from advtf.data import make_batches, save_dataset
+from advtf.data import save_dataset
+from advtf.data.rows import split_rows
 from advtf.errors import UserError
 from advtf.inputs import DataRequest, load_trained_model, model_fingerprint, model_name
 from advtf.jobs import Request
 from advtf.plots.adversarial import examples_figure
 from advtf.plots.robustness import accuracy_vs_eps
 from advtf.runs import write_json, write_table
+from advtf.runs.chunks import ChunkStore, chunks_dataset, process_in_chunks
+from advtf.runs.directory import BOOKKEEPING
 
 # Per-example fields written to examples.csv (the images go into the saved dataset).
 EXAMPLE_COLUMNS = ["index", "label", "target", "clean_prediction", "adversarial_prediction", "success",
                    "l0", "l1", "l2", "linf"]
+# What a finished chunk keeps (in the resume store): the dataset's dtypes for its ELEMENT_KEYS, the
+# others as the attack returned them (None).
+CHUNK_KEYS = {"image": np.float32, "natural": np.float32, "label": np.int32, "target": np.int32, "success": bool,
+              "clean_prediction": np.int32, "adversarial_prediction": np.int32, "clean_correct": None,
+              "adversarial_correct": None, "l0": None, "l1": None, "l2": None, "linf": None}
+ELEMENT_KEYS = ["image", "natural", "label", "target", "success", "clean_prediction", "adversarial_prediction"]
+CHUNK_EXAMPLES = 2048  # examples per resumable chunk (rounded to whole batches)
 
 
 def check_threat(attack: str, threat: Threat, options: dict | None = None) -> None:
@@ -109,27 +119,31 @@ def run(request: AttackJobRequest, run, *, progress=None, report=None) -> dict[s
     splits = data.load()
     attack.check(splits.info.num_classes)
     source = splits.require(split)
+    n = int(splits.sizes.get(split, 0))
+    if not n:
+        raise UserError(f"the {split} split of {data.dataset} is empty; nothing to attack")
     model = load_trained_model(request.model, splits.info.image_shape)
     fingerprint = model_fingerprint(request.model)
     run.record_inputs(dataset=splits.fingerprint, model=fingerprint)
-    bar = progress(total=splits.sizes.get(split), desc=f"{attack.name} on {split}", unit="img") if progress else None
-    chunks = list(attack_batches(model, make_batches(source, request.batch_size, training=False), attack,
-                                 num_classes=splits.info.num_classes, seed=data.seed, jit=request.jit, progress=bar))
-    if bar is not None:
-        bar.close()
-    if not chunks:
-        raise UserError(f"the {split} split of {data.dataset} is empty; nothing to attack")
-    rows = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    rows_on_disk = split_rows(source, n, run.path / BOOKKEEPING / "rows")
+    store = ChunkStore(run.store)
+    batch_size = request.batch_size
+
+    def batch(index):
+        x, y = rows_on_disk[index], rows_on_disk.labels[index]
+        row = next(attack_batches(model, [(tf.constant(x), tf.constant(y))], attack,
+                                  num_classes=splits.info.num_classes, seed=data.seed, jit=request.jit,
+                                  start=int(index[0]) // batch_size))
+        return {k: row[k] if dtype is None else row[k].astype(dtype) for k, dtype in CHUNK_KEYS.items()}
+
+    done = process_in_chunks(store, n, chunk_size=chunk_size(batch_size), batch_size=batch_size, batch_fn=batch,
+                             progress=progress, desc=f"{attack.name} on {split}")
+    rows = {k: np.concatenate([np.asarray(c[k]) for c in store.iterate(done.chunks, [k])])
+            for k in CHUNK_KEYS if k not in ("image", "natural")}
     summary = summarize(rows, targeted=attack.targeted)
-    elements = {
-        "image": rows["image"].astype(np.float32), "natural": rows["natural"].astype(np.float32),
-        "label": rows["label"].astype(np.int32), "target": rows["target"].astype(np.int32),
-        "success": rows["success"].astype(bool),
-        "clean_prediction": rows["clean_prediction"].astype(np.int32),
-        "adversarial_prediction": rows["adversarial_prediction"].astype(np.int32),
-    }
+    run.fresh(split)  # a kill during an earlier final save may have left it half-written
     section = save_dataset(
-        run.path, {split: tf.data.Dataset.from_tensor_slices(elements)}, kind="adversarial", info=splits.info,
+        run.path, {split: chunks_dataset(store, done.chunks, ELEMENT_KEYS)}, kind="adversarial", info=splits.info,
         source={"dataset": data.dataset, "model": fingerprint, "split": split, "fingerprint": splits.fingerprint},
         parameters=attack.to_json(),
     )
@@ -145,15 +159,22 @@ def run(request: AttackJobRequest, run, *, progress=None, report=None) -> dict[s
         table[f"mean_{norm}"] = summary["norms"][norm]["mean"]
         table[f"median_{norm}"] = summary["norms"][norm]["median"]
     write_table(run.path, "results", [table])
-    examples = [{"index": i, **{c: _scalar(rows[c][i]) for c in EXAMPLE_COLUMNS[1:]}} for i in range(summary["n"])]
+    examples = ({"index": i, **{c: _scalar(rows[c][i]) for c in EXAMPLE_COLUMNS[1:]}} for i in range(summary["n"]))
     write_table(run.path, "examples", examples, EXAMPLE_COLUMNS)
     title = f"{attack.name} ({threat.norm}, eps={threat.eps:g})"
-    examples_figure(rows, run.path / "examples.png", count=request.figure_examples, norm=threat.norm,
+    first = store.load(0, list(CHUNK_KEYS))
+    examples_figure(first, run.path / "examples.png", count=request.figure_examples, norm=threat.norm,
                     eps=threat.eps, class_names=splits.info.class_names, title=title)
     accuracy_figure(request.model, summary["clean_accuracy"], summary["adversarial_accuracy"], threat,
                     run.path / "accuracy.png", num_classes=splits.info.num_classes,
                     title=f"accuracy before and after {title}")
     return results
+
+
+def chunk_size(batch_size: int) -> int:
+    """Examples per resumable chunk: whole batches, about CHUNK_EXAMPLES, so batches (and their seeds)
+    are those of one uninterrupted pass over the split."""
+    return batch_size * max(1, round(CHUNK_EXAMPLES / batch_size))
 
 
 def _scalar(v):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
+import itertools
 import json
 import os
 import platform
 from pathlib import Path
+from typing import Iterable
 
 MANIFEST = "manifest.json"
 
@@ -71,15 +72,24 @@ def markdown_table(rows: list[dict], columns: list[str] | None = None, *, digits
     return "\n".join(lines) + "\n"
 
 
-def write_table(directory: Path, name: str, rows: list[dict], columns: list[str] | None = None) -> None:
-    """Writes ``name.csv`` and ``name.md`` holding the same rows."""
-    columns = columns or (list(rows[0]) if rows else [])
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    (directory / f"{name}.csv").write_text(buf.getvalue())
-    (directory / f"{name}.md").write_text(markdown_table(rows, columns))
+def write_table(directory: Path, name: str, rows: Iterable[dict], columns: list[str] | None = None) -> None:
+    """Writes ``name.csv`` and ``name.md`` holding the same rows.
+
+    ``rows`` may be a generator: both files are written row by row, so a table of a whole split
+    (one row per example) never sits in memory.
+    """
+    rows = iter(rows)
+    first = next(rows, None)
+    columns = columns or (list(first) if first is not None else [])
+    with open(directory / f"{name}.csv", "w", newline="") as table, open(directory / f"{name}.md", "w") as md:
+        writer = csv.DictWriter(table, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        if columns:
+            md.write(markdown_table([], columns))
+        for row in itertools.chain([first], rows) if first is not None else ():
+            writer.writerow(row)
+            if columns:
+                md.write(markdown_table([row], columns).split("\n", 2)[2])
 
 
 def package_versions() -> dict[str, str]:
