@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from advtf.attacks.iterative import gradient_steps
+from advtf.attacks.threat import ball
 from advtf.errors import UserError
 from advtf.models import endpoints, feature_extractor
 
@@ -62,25 +64,11 @@ def _relative_distance(extractor, x, target):
 
 
 def _invert(extractor, target, x0, step_size, steps):
-    """Normalised gradient descent on the relative representation distance from ``x0``."""
-    x = x0
+    """Normalised gradient descent on the relative representation distance from ``x0``: the PGD
+    core with this loss, no ball (only [0, 1]), unit-l2 steps and keep-the-best."""
     start = _relative_distance(extractor, x0, target)
-    best, best_distance = x0, start
-    for _ in tf.range(steps):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            distance = _relative_distance(extractor, x, target)
-            total = tf.reduce_sum(distance)
-        grad = tape.gradient(total, x)
-        better = distance < best_distance
-        best = tf.where(better[:, None, None, None], x, best)
-        best_distance = tf.where(better, distance, best_distance)
-        norm = tf.sqrt(tf.reduce_sum(tf.square(grad), axis=[1, 2, 3], keepdims=True))
-        x = tf.clip_by_value(x - step_size * grad / (norm + _TINY), 0.0, 1.0)
-    distance = _relative_distance(extractor, x, target)
-    better = distance < best_distance
-    best = tf.where(better[:, None, None, None], x, best)
-    best_distance = tf.where(better, distance, best_distance)
+    best, best_distance = gradient_steps(lambda x: _relative_distance(extractor, x, target), x0, steps, step_size,
+                                         direction=ball("l2"), descend=True, keep_best=True, best=(x0, start))
     return best, start, best_distance
 
 

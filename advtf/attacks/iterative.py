@@ -16,7 +16,7 @@ import tensorflow as tf
 from advtf.attacks import threat as threats
 from advtf.attacks.losses import cross_entropy, succeeded
 from advtf.attacks.registry import register_attack
-from advtf.attacks.threat import Threat
+from advtf.attacks.threat import Threat, as_seed
 from advtf.errors import UserError
 
 SCHEDULES = ("constant", "cosine", "linear")
@@ -44,6 +44,73 @@ def _step_scale(i, steps, schedule: str):
     return 1.0 - t  # linear: 1 at the first step, 1/steps at the last
 
 
+def gradient_steps(objective, x_start, steps, step_size, *, direction: threats.Ball, ball: threats.Ball | None = None,
+                   x=None, eps=None, descend: bool = False, keep_best: bool = False, best=None,
+                   schedule: str = "constant"):
+    """The PGD core: ``steps`` steepest-ascent (or descent) steps on a per-example objective.
+
+    PGD ascends the cross-entropy inside a norm ball; robustification (``analysis/robustify.py``)
+    descends a representation distance with no ball, keeping the best iterate, as Madry et al.'s
+    robustness library builds both from its attacker. Every iterate lies in [0, 1].
+
+    Args:
+        objective: images -> per-example objective (B,), differentiable in the images.
+        x_start: the first iterate (B, H, W, C).
+        steps: a Python int (the loop is unrolled, one trace per count) or an int tensor (a
+            ``tf.range`` loop: no retrace when it changes).
+        step_size: step length (scalar tensor), times ``schedule``'s multiplier at each step.
+        direction: the ball whose unit steepest-ascent direction the steps follow (sign for linf,
+            normalised gradient for l2).
+        ball: after each step (and the box), project onto this ball of radius ``eps`` around ``x``,
+            then clip to [0, 1] again; ``None``: only the box.
+        descend: step against the gradient (minimise the objective).
+        keep_best: per example, keep the iterate of best objective: each iterate is judged by the
+            value computed for its gradient, and the last one by one more evaluation (the robustness
+            library's ``use_best``); ties keep the earlier one.
+        best: with ``keep_best``, the incumbent ``(images, values)`` to beat; default ``x_start``
+            with a value of -inf (ascent) or +inf (descent).
+        schedule: step-size schedule, one of :data:`SCHEDULES`.
+
+    Returns:
+        The last iterate, or with ``keep_best`` the pair ``(best images, their objective values)``.
+    """
+    if keep_best and best is None:
+        worst = float("inf") if descend else float("-inf")
+        best = (x_start, tf.fill(tf.shape(x_start)[:1], worst))
+
+    def one_step(i, carry):
+        x_adv = carry[0]
+        with tf.GradientTape() as tape:
+            tape.watch(x_adv)
+            value = objective(x_adv)
+            total = tf.reduce_sum(value)
+        grad = tape.gradient(total, x_adv)
+        kept = _keep_better(*carry[1:], x_adv, value, descend) if keep_best else ()
+        step = step_size if schedule == "constant" else step_size * _step_scale(i, steps, schedule)
+        move = step * direction.ascent_direction(grad)
+        x_adv = tf.clip_by_value(x_adv - move if descend else x_adv + move, 0.0, 1.0)
+        if ball is not None:
+            # Box first, then the ball: the projection of a point of the box stays in the box (the
+            # segment to x is), and unlike ball-then-box it lands on the l2 sphere, which is
+            # stronger (identical for linf, where the two commute).
+            x_adv = tf.clip_by_value(x + ball.project(x_adv - x, eps), 0.0, 1.0)
+        return (x_adv, *kept)
+
+    # The iterate, and with keep_best the incumbent images and values (one loop-carried tuple).
+    carry = (x_start, *best) if keep_best else (x_start,)
+    for i in (range(steps) if isinstance(steps, int) else tf.range(steps)):
+        carry = one_step(i, carry)
+    if keep_best:
+        return _keep_better(carry[1], carry[2], carry[0], objective(carry[0]), descend)
+    return carry[0]
+
+
+def _keep_better(best_x, best_value, x_new, value, descend: bool):
+    """Per example, ``x_new`` where its value is strictly better than the incumbent's."""
+    better = value < best_value if descend else value > best_value
+    return tf.where(better[:, None, None, None], x_new, best_x), tf.where(better, value, best_value)
+
+
 def _pgd_once(model, x, label, eps, alpha, steps, seed, norm, targeted, random_init, schedule):
     """One PGD run from one start point."""
     if random_init:
@@ -51,19 +118,9 @@ def _pgd_once(model, x, label, eps, alpha, steps, seed, norm, targeted, random_i
         x_adv = tf.clip_by_value(x + noise, 0.0, 1.0)
     else:
         x_adv = tf.identity(x)
-    for i in (range(steps) if isinstance(steps, int) else tf.range(steps)):
-        with tf.GradientTape() as tape:
-            tape.watch(x_adv)
-            loss, _ = _objective(model, x_adv, label, targeted)
-            total = tf.reduce_sum(loss)
-        grad = tape.gradient(total, x_adv)
-        step = alpha * _step_scale(i, steps, schedule)
-        # Box first, then the ball: the projection of a point of the box stays in the box (the
-        # segment to x is), and unlike ball-then-box it lands on the l2 sphere, which is stronger
-        # (identical for linf, where the two commute).
-        stepped = tf.clip_by_value(x_adv + step * threats.ascent_direction(grad, norm), 0.0, 1.0)
-        x_adv = tf.clip_by_value(x + threats.project(stepped - x, eps, norm), 0.0, 1.0)
-    return x_adv
+    ball = threats.ball(norm)
+    return gradient_steps(lambda images: _objective(model, images, label, targeted)[0], x_adv, steps, alpha,
+                          direction=ball, ball=ball, x=x, eps=eps, schedule=schedule)
 
 
 def _pgd_restarts(model, x, label, eps, alpha, steps, restarts, seed, norm, targeted, random_init, schedule):
@@ -103,13 +160,6 @@ def attack_label(y, target, targeted: bool):
     return tf.cast(target if targeted else y, tf.int32)
 
 
-def as_seed(seed) -> tf.Tensor:
-    """A stateless seed tensor of shape (2,); random when ``seed`` is None."""
-    if seed is None:
-        return tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int64)
-    return tf.cast(seed, tf.int64)
-
-
 @register_attack("pgd", norms=("linf", "l2"), default_steps=20,
                  summary="Projected gradient descent (Madry et al. 2018): random start, restarts, step schedules.")
 def pgd(model, x, y, threat: Threat, *, targeted: bool = False, target=None, seed=None, jit: bool = False,
@@ -123,7 +173,8 @@ def pgd(model, x, y, threat: Threat, *, targeted: bool = False, target=None, see
         threat: norm, eps, steps, step size, restarts, random start.
         targeted: descend the cross-entropy of ``target`` instead.
         target: target labels (B,), required when ``targeted``.
-        seed: stateless seed, int tensor of shape (2,); random when ``None``.
+        seed: stateless seed: an int tensor of shape (2,), or a plain int ``s`` (the same as
+            ``[s, 0]``); random when ``None``.
         jit: compile with XLA (slower on CPU, faster on GPU).
         schedule: step-size schedule over the steps: ``constant``, ``cosine`` (half-cosine decay
             to 0) or ``linear`` (decay to step_size/steps).

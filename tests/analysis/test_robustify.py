@@ -152,7 +152,10 @@ _reference_compiled = tf.function(_reference_invert, reduce_retracing=True)
 
 
 @pytest.mark.parametrize("steps", [7, 1, 0])
-def test_robustify_is_bit_identical_to_the_hand_written_descent(steps):
+def test_robustify_matches_the_hand_written_descent_to_rounding(steps):
+    """The PGD core scales the unit direction, ``step * (g / ||g||)``, where the hand-written loop
+    scaled the gradient first, ``(step * g) / ||g||``: the two round differently in the last bit,
+    so one step agrees to 1 ulp of [0.5, 1) and seven steps to a few; the start is exact."""
     from advtf.models import create_model
 
     model = create_model("test_cnn", input_shape=(8, 8, 1), num_classes=4, seed=2)
@@ -165,7 +168,11 @@ def test_robustify_is_bit_identical_to_the_hand_written_descent(steps):
     target = tf.reshape(extractor(x, training=False)["representation"], [6, -1])
     want = [v.numpy() for v in _reference_compiled(extractor, target, tf.constant(x0), tf.constant(0.1),
                                                      tf.constant(steps))]
-    for one, two in zip(got, want):
-        np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(got[1], want[1])
+    if steps == 0:
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[2], want[2])
+    np.testing.assert_allclose(got[0], want[0], rtol=0, atol=2 ** -24 if steps == 1 else 2 ** -21)
+    np.testing.assert_allclose(got[2], want[2], rtol=2e-6)
     if steps == 7:
         assert np.any(got[0] != x0) and np.all(got[2] < got[1])  # the descent moved and helped
