@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from advtf.cli.options import (NUMBER, data_request, dataset_options, parse_attack_options, print_summary, run_job,
-                               run_options, strategy_option, threat_options)
+from advtf.cli.options import (NUMBER, cluster_timeout_option, data_request, dataset_options, parse_attack_options,
+                               print_summary, run_job, run_options, strategy_option, threat_options)
 
 
 def chunked_job_options(*, chunk_size: int, loop: str):
@@ -18,6 +18,7 @@ def chunked_job_options(*, chunk_size: int, loop: str):
             click.option("--figure-examples", type=click.IntRange(min=0), default=8, show_default=True),
             click.option("--xla", is_flag=True, help=f"Compile the {loop} with XLA (faster on GPU, slower on CPU)."),
             strategy_option(),
+            cluster_timeout_option(),
             run_options(resumable=True),
         ]):
             f = option(f)

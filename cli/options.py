@@ -304,8 +304,14 @@ def run_job(name: str, request, kw: dict) -> dict:
     """Runs the job ``name`` on ``request`` into ``--out``, with the run options of ``kw``."""
     from advtf.jobs import execute
 
-    return execute(name, request, out=kw["out"], overwrite=kw.get("overwrite", False), resume=kw.get("resume", False),
-                   progress=progress_factory(kw.get("quiet", False)), report=click.echo)
+    results = execute(name, request, out=kw["out"], overwrite=kw.get("overwrite", False),
+                      resume=kw.get("resume", False), progress=progress_factory(kw.get("quiet", False)),
+                      report=click.echo, cluster_timeout=kw.get("cluster_timeout"))
+    if set(results) == {"worker", "workers"}:  # a non-chief worker of a cluster run: the chief wrote --out
+        click.echo(f"advtf {name}: worker {results['worker']} of {results['workers']} finished its share; the chief "
+                   f"committed {kw['out']}")
+        click.get_current_context().exit(0)
+    return results
 
 
 def strategy_option():
@@ -314,6 +320,13 @@ def strategy_option():
     return click.option("--strategy", type=click.Choice(STRATEGIES), default="auto", show_default=True,
                         help="tf.distribute strategy: auto picks mirrored on several GPUs, "
                              "multiworker when TF_CONFIG is set.")
+
+
+def cluster_timeout_option():
+    return click.option("--cluster-timeout", type=click.FloatRange(min=0, min_open=True), default=300,
+                        show_default=True, metavar="SECONDS",
+                        help="Under --strategy multiworker: give up (exit 2, naming the address) when the other "
+                             "workers of TF_CONFIG are not reached within this time.")
 
 
 def progress_factory(quiet: bool):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from advtf.cli.options import (IntList, NUMBER, data_request, dataset_options, print_summary, run_job, run_options,
-                               strategy_option, threat_options)
+from advtf.cli.options import (IntList, NUMBER, cluster_timeout_option, data_request, dataset_options, print_summary,
+                               run_job, run_options, strategy_option, threat_options)
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -54,6 +54,7 @@ from advtf.cli.options import (IntList, NUMBER, data_request, dataset_options, p
               help="Random crop (4-px pad) + flip [default: on for natural images, off for Fashion-MNIST].")
 @click.option("--save-models", is_flag=True, help="Also save every cell's retrained model.keras.")
 @strategy_option()
+@cluster_timeout_option()
 @run_options(resumable=True)
 def retrain(**kw):
     """Reinitialise and retrain some modules of a pretrained model, the rest frozen (Siddiqui & Breuel 2021).

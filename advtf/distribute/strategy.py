@@ -71,15 +71,22 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     return tf.distribute.MultiWorkerMirroredStrategy(communication_options=comm)
 
 
+def is_multiworker(name: str = "auto") -> bool:
+    """Whether ``--strategy name`` runs on a cluster (``multiworker``, or ``auto`` under ``TF_CONFIG``)."""
+    if name not in STRATEGIES:
+        raise UserError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
+    return name == "multiworker" or (name == "auto" and auto_choice() == "multiworker")
+
+
 def single_machine_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """:func:`make_strategy` for per-example jobs that split batches over this machine's devices.
 
-    Raises:
-        UserError: ``multiworker`` (or ``auto`` under ``TF_CONFIG``): such jobs run on one machine.
+    Under ``multiworker`` each worker of the cluster takes whole chunks (:mod:`advtf.runs.cluster`)
+    and splits its batches over its own devices: mirrored over its GPUs when it has several, else
+    the default strategy.
     """
-    if name == "multiworker" or (name == "auto" and auto_choice() == "multiworker"):
-        raise UserError("this command splits its batches over the devices of one machine; use --strategy "
-                        "mirrored (every GPU of this machine) or default")
+    if is_multiworker(name):
+        return make_strategy("mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "default")
     return make_strategy(name)
 
 

@@ -35,13 +35,15 @@ class JobSpec:
     cli: str
     module: str | None = None
     resumable: bool = False
+    cluster: bool = False  # under --strategy multiworker, workers share its chunks or cells (advtf.runs.cluster)
 
 
 JOBS: Registry[JobSpec] = Registry("command", "see `advtf --help`")
 
 
-def register(name: str, summary: str, *, cli: str, module: str | None = None, resumable: bool = False) -> None:
-    JOBS.register(name, JobSpec(name, summary, cli, module, resumable))
+def register(name: str, summary: str, *, cli: str, module: str | None = None, resumable: bool = False,
+             cluster: bool = False) -> None:
+    JOBS.register(name, JobSpec(name, summary, cli, module, resumable, cluster))
 
 
 class Request:
@@ -59,14 +61,43 @@ class Request:
 
 
 def execute(name: str, request: Request, *, out, overwrite: bool = False, resume: bool = False,
-            progress: Callable | None = None, report: Callable[[str], None] | None = None) -> dict:
-    """Runs the job ``name`` on ``request`` into the run directory ``out``; returns its results."""
+            progress: Callable | None = None, report: Callable[[str], None] | None = None,
+            cluster_timeout: float | None = None) -> dict:
+    """Runs the job ``name`` on ``request`` into the run directory ``out``; returns its results.
+
+    A cluster job (``JobSpec.cluster``) under ``--strategy multiworker`` first joins the cluster of
+    ``TF_CONFIG`` (within ``cluster_timeout`` seconds); its workers share the chunks or cells and
+    the chief alone writes ``out`` (:mod:`advtf.runs.cluster`). A non-chief worker returns
+    ``{"worker": index, "workers": count}`` instead of the job's results.
+    """
     spec = JOBS.get(name)
     module = importlib.import_module(spec.module)
+    strategy = getattr(request, "strategy", None)
+    if spec.cluster and strategy is not None:
+        from advtf.distribute import is_multiworker
+
+        if is_multiworker(strategy):
+            return _execute_on_cluster(spec, module, request, out=out, overwrite=overwrite, resume=resume,
+                                       progress=progress, report=report, timeout=cluster_timeout)
     with interruptible(), RunDir(out, overwrite=overwrite, resume=resume, resumable=spec.resumable,
                                  request=request.to_json(), inputs=request.inputs()) as run:
         results = module.run(request, run, progress=progress, report=report)
         _check_outputs(name, run.path)
+    return results
+
+
+def _execute_on_cluster(spec: JobSpec, module, request: Request, *, out, overwrite, resume, progress, report,
+                        timeout) -> dict:
+    """:func:`execute` as one worker of a cluster: the chief's results, or a worker's place."""
+    from advtf.distribute.cluster import DEFAULT_TIMEOUT, connect
+    from advtf.runs.cluster import cluster_run
+
+    _, cluster = connect(DEFAULT_TIMEOUT if timeout is None else timeout)
+    results: dict = {"worker": cluster.index, "workers": cluster.workers}
+    with interruptible(), cluster_run(cluster, out, overwrite=overwrite, resume=resume, resumable=spec.resumable,
+                                      request=request.to_json(), inputs=request.inputs()) as run:
+        results = module.run(request, run, progress=progress, report=report)
+        _check_outputs(spec.name, run.path)
     return results
 
 
@@ -102,15 +133,18 @@ register("kernels", "Kernel smoothness per conv layer (magnitude, variance, TV; 
 register("features", "Natural vs adversarial feature-vector distributions per module: MMD, C2ST, t-SNE "
          "(Siddiqui & Breuel 2021).", cli="advtf.cli.features:features", module="advtf.jobs.features")
 register("robustify", "Robustified test set R_eps from a model's representation (Springer et al. 2021).",
-         cli="advtf.cli.derived:robustify", module="advtf.jobs.robustify", resumable=True)
+         cli="advtf.cli.derived:robustify", module="advtf.jobs.robustify", resumable=True,
+         cluster=True)
 register("relabel", "Zero-robust / negative-robust relabeled dataset, targeted attacks (Springer et al. 2021).",
-         cli="advtf.cli.derived:relabel", module="advtf.jobs.relabel", resumable=True)
+         cli="advtf.cli.derived:relabel", module="advtf.jobs.relabel", resumable=True,
+         cluster=True)
 register("robust-table", "Accuracy matrix: classifiers x test sets (e.g. robustified sets), with chance marked.",
          cli="advtf.cli.transfer:robust_table", module="advtf.jobs.robust_table")
 register("transfer-eval", "Transfer attacks: sources of varying robustness x victim models (Springer et al. 2021).",
          cli="advtf.cli.transfer:transfer_eval", module="advtf.jobs.transfer_eval")
 register("retrain", "Block-wise retraining: reinitialise and retrain modules, the rest frozen "
-         "(Siddiqui & Breuel 2021).", cli="advtf.cli.retrain:retrain", module="advtf.jobs.retrain", resumable=True)
+         "(Siddiqui & Breuel 2021).", cli="advtf.cli.retrain:retrain", module="advtf.jobs.retrain",
+         resumable=True, cluster=True)
 register("dissect", "Network dissection: unit concepts (IoU), sensitivity to attacks, p-values (Xu et al. 2019).",
          cli="advtf.cli.dissect:dissect", module="advtf.jobs.dissect", resumable=True)
 register("cam", "CAMs of natural/adversarial images and the interpretability score (Xu et al. 2019).",

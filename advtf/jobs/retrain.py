@@ -20,13 +20,14 @@ from typing import Callable
 from advtf import validation as check
 from advtf.analysis.retrain import combination_medians
 from advtf.attacks import Threat
-from advtf.distribute import make_strategy
+from advtf.distribute import single_machine_strategy
 from advtf.errors import UserError
 from advtf.inputs import DataRequest, check_model_fits, load_trained_model, model_fingerprint
 from advtf.jobs import Request
 from advtf.jobs.training_checks import check_optimisation, check_training_threat, checked_milestones
 from advtf.plots import retrain as plots
 from advtf.runs import ResumeStore, read_json, write_json, write_table
+from advtf.runs.cluster import WorkerFinished
 from advtf.training.loop import AdversarialConfig, TrainConfig
 from advtf.training.retrain import (PARTS, Selection, cutoff_selection, evaluate_pretrained, initial_model,
                                     parse_modules, reinit_cell, retrain_cell, retraining_threat, subset_selection,
@@ -234,10 +235,12 @@ def run_cells(plan: CellPlan, store: CellStore, run_one: Callable[[Selection], d
     An empty selection (the ``none`` subset of the combinations sweep) is the pretrained model;
     a selection equal to an earlier one (``after-0`` = ``before-K``) reuses its result (``same_as``).
     """
+    total = len(plan.selections)
+    notes = share_cells(plan, store, run_one, pretrained=pretrained, report=report)
+
     def finished(name: str, compute: Callable[[], dict], index: int) -> dict:
-        total = len(plan.selections)
         if store.is_done(name):
-            result, note = store.result(name), "kept from the interrupted run"
+            result, note = store.result(name), notes.get(name, "kept from the interrupted run")
         else:
             start = time.time()
             result = compute()
@@ -263,6 +266,38 @@ def run_cells(plan: CellPlan, store: CellStore, run_one: Callable[[Selection], d
                      "retrained": ",".join(plan.names[j] for j in selection.indices) or "none",
                      "indices": list(selection.indices), **result})
     return reference, rows
+
+
+def share_cells(plan: CellPlan, store: CellStore, run_one: Callable[[Selection], dict], *,
+                pretrained: Callable[[], dict], report: Callable[[str], None] | None = None) -> dict[str, str]:
+    """In a cluster run, every worker's share of the cells; elsewhere nothing. Returns who did which.
+
+    The cells to compute are the pretrained reference and each distinct non-empty selection, in
+    plan order; cell ``i`` goes to worker ``i % W``, and a cell finished in any worker's store
+    (this run or an earlier one) is not done again. All workers then meet at a barrier; the
+    chief goes on to read every cell back, a non-chief worker stops (WorkerFinished).
+    """
+    cluster = getattr(store.store, "cluster", None)
+    if cluster is None:
+        return {}
+    cluster.start()
+    work, seen = [(PRETRAINED, pretrained)], set()
+    for selection in plan.selections:
+        if selection.indices and selection.indices not in seen:
+            seen.add(selection.indices)
+            work.append((selection.name, lambda s=selection: run_one(s)))
+    before = {name for name, _ in work if store.is_done(name)}
+    mine = [(name, compute) for i, (name, compute) in enumerate(work) if cluster.owns(i) and name not in before]
+    for name, compute in mine:
+        start = time.time()
+        store.save(name, compute())
+        if report is not None:
+            report(f"worker {cluster.index}: cell {name} done ({time.time() - start:.0f} s)")
+    cluster.barrier()  # every worker's cells are written
+    store.store.refresh()
+    if not cluster.chief:
+        raise WorkerFinished(cluster.index, len(mine))
+    return {name: f"worker {i % cluster.workers}" for i, (name, _) in enumerate(work) if name not in before}
 
 
 def write_outputs(directory: Path, plan: CellPlan, reference: dict, rows: list[dict], *, sweep: str | None,
@@ -314,7 +349,7 @@ def run(request: RetrainRequest, run, *, progress=None, report: Callable[[str], 
                                   "training_threat": adversarial.threat.to_json() if adversarial else None,
                                   "eval_threat": eval_threat.to_json()})
     store = CellStore(run.path, run.store)
-    strategy = make_strategy(request.strategy)
+    strategy = single_machine_strategy(request.strategy)  # a cluster shares out whole cells
     initialisation = f"fresh (each layer's initializers, seed {config.seed})"
     if request.reinit_only:
         with strategy.scope():

@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from advtf.errors import UserError
+from advtf.runs.cluster import WorkerFinished
 from advtf.runs.resume import ResumeStore
 
 
@@ -90,21 +91,33 @@ class ChunkedRun:
 
 def process_in_chunks(store: ChunkStore, n: int, *, chunk_size: int, batch_size: int,
                       batch_fn: Callable[[np.ndarray], dict[str, np.ndarray]], progress=None,
-                      desc: str = "") -> ChunkedRun:
+                      desc: str = "", final: bool = True) -> ChunkedRun:
     """Runs ``batch_fn(indices)`` over examples ``0 .. n-1`` batch by batch, saving each finished chunk.
 
     Chunks already finished (a resumed job) are skipped. ``batch_fn`` returns per-example arrays
     (the same keys every call); a chunk is their concatenation.
+
+    In a cluster run (the store is a :class:`advtf.runs.cluster.ClusterStore`) worker ``w`` of ``W``
+    does the unfinished chunks ``c`` with ``c % W == w``; all then meet at a barrier, after which
+    every chunk is readable in order. A non-chief worker stops there with
+    :class:`~advtf.runs.cluster.WorkerFinished` unless ``final`` is False (a job with a later pass).
+    ``examples`` and ``seconds`` then count every worker's chunks up to the barrier.
     """
+    cluster = getattr(store.store, "cluster", None)
+    if cluster is not None:
+        cluster.start()
     ranges = chunk_ranges(n, chunk_size)
-    bar = progress(total=n, desc=desc, unit="img") if progress else None
-    resumed = [c for c in range(len(ranges)) if store.is_done(c)]
-    if bar is not None:
-        bar.update(sum(ranges[c][1] - ranges[c][0] for c in resumed))
+    resumed = {c for c in range(len(ranges)) if store.is_done(c)}
+    mine = [c for c in range(len(ranges)) if c not in resumed and (cluster is None or cluster.owns(c))]
+    bar = None
+    if progress:  # a single process counts the resumed chunks in; a worker counts its own share
+        todo = sum(ranges[c][1] - ranges[c][0] for c in mine)
+        bar = progress(total=n if cluster is None else todo, desc=desc, unit="img")
+        if cluster is None:
+            bar.update(n - todo)
     start, examples = time.time(), 0
-    for c, (lo, hi) in enumerate(ranges):
-        if store.is_done(c):
-            continue
+    for c in mine:
+        lo, hi = ranges[c]
         parts = []
         for b in range(lo, hi, batch_size):
             parts.append(batch_fn(np.arange(b, min(b + batch_size, hi))))
@@ -114,4 +127,13 @@ def process_in_chunks(store: ChunkStore, n: int, *, chunk_size: int, batch_size:
         examples += hi - lo
     if bar is not None:
         bar.close()
+    if cluster is not None:
+        cluster.barrier()  # every worker's chunks are written
+        store.store.refresh()
+        missing = [c for c in range(len(ranges)) if not store.is_done(c)]
+        if missing:
+            raise RuntimeError(f"chunks {missing[:5]} are missing after every worker finished")
+        if not cluster.chief and final:
+            raise WorkerFinished(cluster.index, len(mine))
+        examples = sum(hi - lo for c, (lo, hi) in enumerate(ranges) if c not in resumed)
     return ChunkedRun(len(ranges), len(resumed), examples, time.time() - start)

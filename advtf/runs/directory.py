@@ -29,6 +29,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
+from advtf import __version__
 from advtf.errors import UserError
 from advtf.runs.files import MANIFEST, package_versions, read_json, tree_hashes, write_json
 from advtf.runs.lock import OutLock
@@ -116,10 +117,14 @@ class RunDir:
 
     @property
     def store(self) -> ResumeStore:
-        """The job's resume store (``DIR.partial/resume``)."""
+        """The job's resume store (``DIR.partial/resume``, or the one :meth:`share_store` gave)."""
         if self._store is None:
             self._store = ResumeStore(self.partial)
         return self._store
+
+    def share_store(self, store: ResumeStore) -> None:
+        """Uses ``store`` as the resume store (a cluster run: this worker's own, reading everyone's)."""
+        self._store = store
 
     def fresh(self, relative: str) -> Path:
         """``path / relative`` with anything an interrupted attempt left there removed (a job's output
@@ -213,7 +218,9 @@ class RunDir:
         self._write_request()
 
     def _write_request(self) -> None:
-        write_json(self.partial / BOOKKEEPING / "request.json", {"request": self.request, "inputs": self.inputs})
+        # the advtf version too: the workers of a cluster run check theirs against it
+        write_json(self.partial / BOOKKEEPING / "request.json",
+                   {"request": self.request, "inputs": self.inputs, "advtf": __version__})
 
     # -- life cycle --------------------------------------------------------------------------
     def __enter__(self) -> "RunDir":
@@ -300,8 +307,12 @@ class RunDir:
         shutil.rmtree(self.out / BOOKKEEPING, ignore_errors=True)
 
 
-def _changed(before: dict, now: dict) -> list[str]:
+def changed_options(before: dict, now: dict) -> list[str]:
+    """The names whose values differ between two requests (what a refused resume names)."""
     return sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+
+
+_changed = changed_options
 
 
 def _quote(arg: str) -> str:

@@ -27,10 +27,11 @@ _KEY = re.compile(r"^[A-Za-z0-9_.+=,-]+(/[A-Za-z0-9_.+=,-]+)*$")
 
 
 class ResumeStore:
-    """Finished units of a job under ``<partial>/resume``."""
+    """Finished units of a job under ``<partial>/resume`` (or ``<partial>/resume/<subdirectory>``: one
+    worker's own store in a cluster run, so no two processes write one ``done.json``)."""
 
-    def __init__(self, partial: str | os.PathLike):
-        self.directory = Path(partial) / RESUME
+    def __init__(self, partial: str | os.PathLike, *, subdirectory: str | None = None):
+        self.directory = Path(partial) / RESUME / subdirectory if subdirectory else Path(partial) / RESUME
         self._index = self.directory / "done.json"
         try:
             stored = read_json(self._index) if self._index.exists() else {"done": []}
