@@ -376,7 +376,8 @@ def apgd_ce(model, x, y, threat: Threat, *, targeted: bool = False, target=None,
         threat: norm (linf or l2), eps, steps, restarts, random start.
         targeted: descend the cross-entropy of ``target`` (success: predicted ``target``).
         target: target labels (B,), required when ``targeted``.
-        seed: stateless seed, int tensor of shape (2,); random when ``None``.
+        seed: stateless seed, an int tensor of shape (2,) or a plain int ``s`` (as ``[s, 0]``); random when
+            ``None``.
         jit: compile with XLA (every run then covers the whole batch).
         rho: condition-1 threshold of Eq. 3 (fraction of steps that must increase the loss).
         momentum: ``alpha`` of Eq. 2 (1 disables momentum).
@@ -406,7 +407,8 @@ def apgd_dlr(model, x, y, threat: Threat, *, targeted: bool = False, target=None
         threat: norm (linf or l2), eps, steps, restarts, random start; step_size is ignored.
         targeted: attack the given ``target`` instead of the top classes.
         target: target labels (B,), required when ``targeted``.
-        seed: stateless seed, int tensor of shape (2,); random when ``None``.
+        seed: stateless seed, an int tensor of shape (2,) or a plain int ``s`` (as ``[s, 0]``); random when
+            ``None``.
         jit: compile with XLA (every run then covers the whole batch).
         rho: condition-1 threshold of Eq. 3.
         momentum: ``alpha`` of Eq. 2.
@@ -439,7 +441,8 @@ def autoattack_lite(model, x, y, threat: Threat, *, targeted: bool = False, targ
         threat: norm (linf or l2), eps, steps and restarts of each attack; step_size is ignored.
         targeted: see above.
         target: target labels (B,), required when ``targeted``.
-        seed: stateless seed, int tensor of shape (2,); random when ``None``.
+        seed: stateless seed, an int tensor of shape (2,) or a plain int ``s`` (as ``[s, 0]``); random when
+            ``None``.
         jit: compile with XLA (every run then covers the whole batch).
         n_targets: target classes of APGD-T.
 

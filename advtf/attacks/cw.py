@@ -179,7 +179,7 @@ def cw(model, x, y, threat: Threat, *, targeted: bool = False, target=None, seed
             per binary-search step.
         targeted: reach ``target`` (success: prediction == target) instead of leaving ``y``.
         target: target labels (B,), required when ``targeted``.
-        seed: ignored (deterministic attack); accepted for the common interface.
+        seed: ignored (deterministic attack); accepted (an int or a (2,) tensor) for the common interface.
         jit: compile with XLA.
         confidence: kappa, the logit margin a success must have (C&W's confidence, >= 0).
         initial_const: first value of the trade-off constant ``c``.
@@ -201,7 +201,7 @@ def cw(model, x, y, threat: Threat, *, targeted: bool = False, target=None, seed
         raise UserError(f"cw supports --norm l2 only (got {threat.norm}); use --norm l2 or --attack ead for l1")
     check_search_options("cw", confidence=confidence, initial_const=initial_const,
                          search_steps=search_steps, lr=lr)
-    del seed
+    threats.as_seed(seed)  # unused (deterministic), but checked as in every attack
     x = tf.convert_to_tensor(x, tf.float32)
     label = attack_label(y, target, targeted)
     eps = tf.constant(threat.eps, tf.float32)

@@ -132,7 +132,7 @@ def ead(model, x, y, threat: Threat, *, targeted: bool = False, target=None, see
             iterations per binary-search step.
         targeted: reach ``target`` (success: prediction == target) instead of leaving ``y``.
         target: target labels (B,), required when ``targeted``.
-        seed: ignored (deterministic attack); accepted for the common interface.
+        seed: ignored (deterministic attack); accepted (an int or a (2,) tensor) for the common interface.
         jit: compile with XLA.
         beta: weight of the l1 term (the shrinkage threshold), >= 0; 0 gives a box-constrained
             C&W-L2-like attack.
@@ -160,7 +160,7 @@ def ead(model, x, y, threat: Threat, *, targeted: bool = False, target=None, see
         raise UserError(f"ead: beta must be >= 0 (got {beta}); pass e.g. -O beta=0.01")
     check_search_options("ead", confidence=confidence, initial_const=initial_const,
                          search_steps=search_steps, lr=lr)
-    del seed
+    threats.as_seed(seed)  # unused (deterministic), but checked as in every attack
     x = tf.convert_to_tensor(x, tf.float32)
     label = attack_label(y, target, targeted)
     eps = tf.constant(threat.eps, tf.float32)

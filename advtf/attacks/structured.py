@@ -50,7 +50,7 @@ from advtf.attacks.cw import bisect_const
 from advtf.attacks.iterative import attack_label
 from advtf.attacks.losses import margin, succeeded
 from advtf.attacks.registry import register_attack
-from advtf.attacks.threat import L0_TOLERANCE, Threat, clip_to_threat
+from advtf.attacks.threat import L0_TOLERANCE, Threat, as_seed, clip_to_threat
 from advtf.errors import UserError
 
 _UNBOUNDED = 1e10  # C&W's "no upper bound on c yet" (the initial upper bound of bisect_const)
@@ -208,7 +208,7 @@ def str_attack(model, x, y, threat: Threat, *, targeted: bool = False, target=No
             (the attack is deterministic and starts from zero).
         targeted: reach ``target`` instead of leaving ``y``.
         target: target labels (B,), required when ``targeted``.
-        seed: accepted for the common interface; unused (deterministic).
+        seed: accepted (an int or a (2,) tensor) for the common interface; unused (deterministic).
         jit: compile with XLA.
         group_size: side of the square spatial groups (all channels in one group).
         gamma: weight of the group lasso (the paper's tau); larger gives fewer perturbed groups.
@@ -226,7 +226,7 @@ def str_attack(model, x, y, threat: Threat, *, targeted: bool = False, target=No
     Raises:
         UserError: another norm, or an invalid option.
     """
-    del seed
+    as_seed(seed)  # unused (deterministic), but checked as in every attack
     if threat.norm != "linf":
         raise UserError(f"str supports --norm linf only (got {threat.norm})")
     if int(group_size) < 1:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from advtf.attacks.threat import as_seed
 from advtf.errors import UserError
 
 TARGET_MODES = ("random", "next", "given")
@@ -17,7 +18,8 @@ def choose_targets(y, num_classes: int, mode: str = "random", *, seed=None, give
         num_classes: K; a targeted attack needs K >= 2.
         mode: ``random`` (uniform over the K-1 classes other than y), ``next`` ((y + 1) mod K,
             Xu et al.'s and Carlini & Wagner's deterministic choice) or ``given``.
-        seed: stateless seed (2,) for ``random``; a fixed default keeps runs reproducible.
+        seed: stateless seed (2,), or an int ``s`` (as ``[s, 0]``), for ``random``; a fixed default keeps
+            runs reproducible.
         given: ``mode="given"``: one class for all examples, or one per example. Examples whose
             given target equals their label cannot succeed; callers report them separately.
 
@@ -31,7 +33,7 @@ def choose_targets(y, num_classes: int, mode: str = "random", *, seed=None, give
     if mode == "next":
         return (y + 1) % num_classes
     if mode == "random":
-        seed = tf.constant([0, 0], tf.int64) if seed is None else tf.cast(seed, tf.int64)
+        seed = tf.constant([0, 0], tf.int64) if seed is None else as_seed(seed)
         shift = tf.random.stateless_uniform(tf.shape(y), seed, minval=1, maxval=num_classes, dtype=tf.int32)
         return (y + shift) % num_classes
     if mode == "given":
