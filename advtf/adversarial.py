@@ -15,6 +15,7 @@ import tensorflow as tf
 from advtf.attacks import Threat, attack_outcome, attack_spec, check_attack, choose_targets
 from advtf.attacks.losses import predictions
 from advtf.errors import UserError
+from advtf.models.precision import attack_view  # float16 models: input gradients without underflow
 
 ATTACK_TARGETS = ("label", "prediction")
 
@@ -67,11 +68,8 @@ def check_finite(x: np.ndarray, where: str) -> None:
 
 
 def attack_batches(model, batches: tf.data.Dataset, request: AttackRequest, *, num_classes: int, seed: int = 0,
-                   jit: bool = False, progress=None, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
+                   jit: bool = False, progress=None) -> Iterator[dict[str, np.ndarray]]:
     """Attacks every ``(x, y)`` batch; yields numpy dicts of per-example results.
-
-    Batch ``i`` is seeded with ``[seed, start + i]``: a job resuming at global batch ``start``
-    draws what an uninterrupted run draws there.
 
     Each dict holds ``natural``, ``image`` (adversarial), ``label``, ``target`` (the class attacked
     towards when targeted, else the label moved away from), ``success``, ``clean_prediction``,
@@ -80,7 +78,7 @@ def attack_batches(model, batches: tf.data.Dataset, request: AttackRequest, *, n
     """
     request.check(num_classes)
     fn = attack_spec(request.name).fn
-    for i, (x, y) in enumerate(batches, start):
+    for i, (x, y) in enumerate(batches):
         x_np = x.numpy()
         check_finite(x_np, f"batch {i}")
         y = tf.cast(y, tf.int32)
@@ -92,7 +90,7 @@ def attack_batches(model, batches: tf.data.Dataset, request: AttackRequest, *, n
             label = predictions(model(x, training=False))
         else:
             label = y
-        x_adv = fn(model, x, label, request.threat, targeted=request.targeted,
+        x_adv = fn(attack_view(model), x, label, request.threat, targeted=request.targeted,
                    target=label if request.targeted else None, seed=batch_seed, jit=jit, **request.options)
         outcome = attack_outcome(model, x, x_adv, label, targeted=request.targeted, target=label)
         row = {k: v.numpy() for k, v in outcome.items()}

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from advtf.attacks import Threat, check_attack, get_attack
 from advtf.distribute.replicas import BatchSums, replica_seed
+from advtf.models.precision import attack_view  # float16 models: input gradients without underflow
 
 
 def accuracy_counts(model, x, y, *, threat: Threat | None, attack: str = "pgd", seed=None, jit=False,
@@ -19,7 +20,7 @@ def accuracy_counts(model, x, y, *, threat: Threat | None, attack: str = "pgd", 
     clean = tf.equal(tf.argmax(model(x, training=False), -1, output_type=tf.int32), y)
     out = {"n": tf.cast(tf.size(y), tf.float32), "clean": tf.reduce_sum(tf.cast(clean, tf.float32))}
     if threat is not None:
-        x_adv = get_attack(attack)(model, x, y, threat, seed=seed, jit=jit, **(options or {}))
+        x_adv = get_attack(attack)(attack_view(model), x, y, threat, seed=seed, jit=jit, **(options or {}))
         adv = tf.equal(tf.argmax(model(x_adv, training=False), -1, output_type=tf.int32), y)
         out["robust"] = tf.reduce_sum(tf.cast(clean & adv, tf.float32))
     return out

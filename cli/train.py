@@ -50,6 +50,11 @@ from advtf.cli.options import (IntList, NUMBER, data_request, dataset_options, p
                    "final weights (short runs of keras.applications victims need it).")
 @click.option("--save-every-epoch", is_flag=True, help="Also save epochs/epoch_NNN.keras (weight-decay studies).")
 @click.option("--xla", is_flag=True, help="Compile attack loops with XLA (faster on GPU, slower on CPU).")
+@click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]), default="float32",
+              show_default=True,
+              help="Keras mixed precision: layers compute in float16 (meant for GPUs) or bfloat16 (TPUs, recent "
+                   "CPUs); weights, input normalisation, logits, loss and the attacks stay float32 (float16 "
+                   "with loss scaling). Runs on any device, slowly where the hardware lacks the type.")
 @strategy_option()
 @run_options(resumable=True)
 def train(**kw):
@@ -104,7 +109,7 @@ def train(**kw):
         weight_decay=kw["weight_decay"], schedule=kw["schedule"], lr_milestones=kw["lr_milestones"],
         augment=kw["augment"], select_by=kw["select_by"], early_stopping=kw["early_stopping"],
         precise_bn=kw["precise_bn"], save_every_epoch=kw["save_every_epoch"], jit=kw["xla"],
-        strategy=kw["strategy"])
+        strategy=kw["strategy"], precision=kw["precision"])
     if not is_chief():  # non-chief workers of a multi-worker cluster write nothing the user sees
         import tempfile
 
@@ -126,6 +131,7 @@ def train(**kw):
              if request.schedule == "piecewise" and request.lr_milestones else "")
           + f", weight decay {request.weight_decay:g}"),
          ("test images", results["n_test"]), ("epochs", results["epochs"]), ("best epoch", results["best_epoch"]),
-         ("wall seconds", results["wall_seconds"])],
+         ("wall seconds", results["wall_seconds"])]
+        + ([("precision", results["precision"])] if results["precision"] != "float32" else []),
         out=kw["out"],
     )

@@ -25,6 +25,7 @@ from advtf.inputs import DataRequest
 from advtf.jobs import Request
 from advtf.jobs.training_checks import check_optimisation, check_training_threat, checked_milestones
 from advtf.models import count_params, create_model
+from advtf.models.precision import PRECISIONS, model_precision
 from advtf.models.registry import get_spec
 from advtf.plots.training import training_curves
 from advtf.runs import write_json, write_table
@@ -90,6 +91,7 @@ class TrainRequest(Request):
     save_every_epoch: bool = False
     jit: bool = False
     strategy: str = "auto"
+    precision: str = "float32"
 
     def __post_init__(self):
         data = self.data
@@ -111,6 +113,7 @@ class TrainRequest(Request):
         check.count("--early-stopping", self.early_stopping, minimum=0)
         check.count("--precise-bn", self.precise_bn, minimum=0)
         check.choice("--strategy", self.strategy, STRATEGIES)
+        check.choice("--precision", self.precision, PRECISIONS)
 
     def _resolve_milestones(self) -> None:
         milestones = self.lr_milestones
@@ -163,7 +166,7 @@ class TrainRequest(Request):
             momentum=self.momentum, nesterov=self.nesterov, weight_decay=self.weight_decay, schedule=self.schedule,
             lr_milestones=self.lr_milestones, augment=natural_images if self.augment is None else self.augment,
             select_by=self.select_by, early_stopping=self.early_stopping, save_every_epoch=self.save_every_epoch,
-            seed=self.data.seed, jit=self.jit, precise_bn=self.precise_bn)
+            seed=self.data.seed, jit=self.jit, precise_bn=self.precise_bn, precision=self.precision)
 
 
 def run(request: TrainRequest, run, *, progress=None, report=None) -> dict[str, Any]:
@@ -189,7 +192,8 @@ def train_and_evaluate(request: TrainRequest, splits: DataSplits, directory: Pat
     ``robust_training``, ``training_threat``, ``threat``, ``params``, ``precise_bn_batches``
     (batches of the BatchNormalization recalibration, 0 when off), and the effective
     optimisation settings ``optimizer``, ``lr``, ``weight_decay``, ``schedule``, ``augment``,
-    ``lr_milestones`` (epochs where piecewise divides lr by 10; empty otherwise).
+    ``lr_milestones`` (epochs where piecewise divides lr by 10; empty otherwise), and
+    ``precision`` (the policy the saved model computes in: float32, mixed_float16 or mixed_bfloat16).
     """
     start = time.time()
     directory = Path(directory)
@@ -240,6 +244,7 @@ def train_and_evaluate(request: TrainRequest, splits: DataSplits, directory: Pat
         "precise_bn_batches": precise_bn,
         "threat": threat.to_json(),
         "attack": "pgd",
+        "precision": model_precision(result.model),
     }
     result.model.save(directory / "model.keras")
     training_curves(result.history, directory / "training.png",

@@ -28,6 +28,7 @@ from advtf.data import DataSplits, make_batches
 from advtf.errors import UserError
 from advtf.evaluation import Evaluator
 from advtf.distribute.replicas import replica_seed
+from advtf.models.precision import PRECISIONS, attack_view, with_precision
 from advtf.training.schedules import learning_rate, make_optimizer
 
 # Checkpoints and best weights live in the run's resume store (key ``train``), removed after the commit.
@@ -82,8 +83,11 @@ class TrainConfig:
     seed: int = 0
     jit: bool = False
     precise_bn: int = 0  # batches for recomputing BatchNormalization statistics after training (0: off)
+    precision: str = "float32"  # or mixed_float16 / mixed_bfloat16 (advtf.models.precision)
 
     def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise UserError(f"--precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
         if self.precise_bn < 0:
             raise UserError("--precise-bn must be >= 0 (a number of training batches)")
         if self.epochs < 1 or self.batch_size < 1:
@@ -94,9 +98,16 @@ class TrainConfig:
 
 def _train_step_fn(model, optimizer, adversarial: AdversarialConfig | None, config: TrainConfig,
                    global_batch: int, replicas: int):
-    """The per-replica step: attack (optional), forward, coupled weight decay, update."""
+    """The per-replica step: attack (optional), forward, coupled weight decay, update.
+
+    Logits and loss are float32 in every precision. With a ``LossScaleOptimizer`` (float16) the
+    loss is scaled before the gradient and the optimizer unscales (or skips a non-finite step);
+    the decay term is added in the same scaled units. The attack runs on :func:`attack_view`.
+    """
     couple_decay = config.weight_decay > 0 and config.optimizer != "adamw"
     attack = (fast_fgsm if adversarial and adversarial.fast else pgd)
+    scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    attacked = attack_view(model)
 
     def step(x, y, step_index):
         y = tf.cast(y, tf.int32)
@@ -106,19 +117,24 @@ def _train_step_fn(model, optimizer, adversarial: AdversarialConfig | None, conf
             if adversarial.attack_target == "prediction":
                 label = tf.argmax(model(x, training=False), -1, output_type=tf.int32)
             n_clean = tf.cast(tf.round(adversarial.clean_fraction * tf.cast(tf.shape(x)[0], tf.float32)), tf.int32)
-            x_adv = attack(model, x[n_clean:], label[n_clean:], adversarial.threat,
+            x_adv = attack(attacked, x[n_clean:], label[n_clean:], adversarial.threat,
                            seed=replica_seed(config.seed, step_index), jit=config.jit)
             x_train = tf.concat([x[:n_clean], x_adv], axis=0)
         with tf.GradientTape() as tape:
-            logits = model(x_train, training=True)
+            logits = tf.cast(model(x_train, training=True), tf.float32)
             per_example = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
             if model.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+                loss += tf.nn.scale_regularization_loss(tf.cast(tf.add_n(model.losses), tf.float32))
+            if scaled:
+                loss = optimizer.scale_loss(loss)
         variables = model.trainable_variables
         grads = tape.gradient(loss, variables)
         if couple_decay:
-            grads = [g + (config.weight_decay / replicas) * v for g, v in zip(grads, variables)]
+            decay = config.weight_decay / replicas
+            if scaled:
+                decay = decay * optimizer.dynamic_scale
+            grads = [g + decay * v for g, v in zip(grads, variables)]
         optimizer.apply_gradients(zip(grads, variables))
         correct = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y)
         return {"loss": tf.reduce_sum(per_example), "correct": tf.reduce_sum(tf.cast(correct, tf.float32)),
@@ -183,7 +199,8 @@ def train(build_model: Callable[[], keras.Model], data: DataSplits, config: Trai
     """Trains ``build_model()`` on ``data.train`` and returns the selected model.
 
     Args:
-        build_model: creates the model (called inside the strategy's scope).
+        build_model: creates the model (called inside the strategy's scope; rebuilt under
+            ``config.precision`` when that is not float32, with the same weights).
         data: splits from :func:`advtf.data.load_dataset`.
         config: optimisation settings.
         adversarial: attack settings for adversarial training; ``None`` trains on clean data.
@@ -205,10 +222,14 @@ def train(build_model: Callable[[], keras.Model], data: DataSplits, config: Trai
     steps_per_epoch = n_train // global_batch
     with strategy.scope():
         model = build_model()
+        if config.precision != "float32":
+            model = with_precision(model, config.precision)
         schedule = learning_rate(config.schedule, config.lr, steps_per_epoch=steps_per_epoch,
                                  epochs=config.epochs, milestones=config.lr_milestones)
         optimizer = make_optimizer(config.optimizer, schedule, momentum=config.momentum,
                                    nesterov=config.nesterov, weight_decay=config.weight_decay)
+        if config.precision == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
