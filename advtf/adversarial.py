@@ -68,8 +68,11 @@ def check_finite(x: np.ndarray, where: str) -> None:
 
 
 def attack_batches(model, batches: tf.data.Dataset, request: AttackRequest, *, num_classes: int, seed: int = 0,
-                   jit: bool = False, progress=None) -> Iterator[dict[str, np.ndarray]]:
+                   jit: bool = False, progress=None, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
     """Attacks every ``(x, y)`` batch; yields numpy dicts of per-example results.
+
+    Batch ``i`` is seeded with ``[seed, start + i]``: a job resuming at global batch ``start``
+    draws what an uninterrupted run draws there.
 
     Each dict holds ``natural``, ``image`` (adversarial), ``label``, ``target`` (the class attacked
     towards when targeted, else the label moved away from), ``success``, ``clean_prediction``,
@@ -78,7 +81,7 @@ def attack_batches(model, batches: tf.data.Dataset, request: AttackRequest, *, n
     """
     request.check(num_classes)
     fn = attack_spec(request.name).fn
-    for i, (x, y) in enumerate(batches):
+    for i, (x, y) in enumerate(batches, start):
         x_np = x.numpy()
         check_finite(x_np, f"batch {i}")
         y = tf.cast(y, tf.int32)
