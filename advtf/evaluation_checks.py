@@ -29,7 +29,7 @@ RANDOMNESS_TOLERANCE = 1e-4
 # AutoAttack warns on any single image; a share keeps one saturated example among many from
 # raising it, and on fewer than 100 checked images one image is already above it.
 MASKED_SHARE = 0.01
-# Share of checked images a weaker attack fools but the evaluated one does not, above which the
+# Share of the checked images by which a weaker attack may out-fool the evaluated one before the
 # evaluation counts as inconsistent (AutoAttack's threshold for Square beating the white-box attacks).
 INCONSISTENT_SHARE = 0.002
 # The weaker PGD runs at most this many steps (and at most half the evaluated attack's).
@@ -154,13 +154,45 @@ def _fooled(model, x, y, x_adv):
     return clean & ~adv
 
 
+def compare_attacks(evaluated, weaker: dict, label: str) -> Finding | None:
+    """The inconsistency finding, from per-example "fooled" masks of the evaluated and weaker attacks.
+
+    Flags when a weaker attack fools more of the checked images than the evaluated one, by more
+    than ``INCONSISTENT_SHARE`` of them (AutoAttack's rule for Square beating the white-box
+    attacks). Images fooled only by a weaker attack are counted and reported, but a few of them
+    alone are not flagged: two attacks with random starts rarely fool exactly the same images
+    (on a trained digits CNN, PGD-10 fooled 1 of 64 images PGD-20 missed, and 28 in all, as PGD-20 did).
+    """
+    evaluated = np.asarray(evaluated, bool)
+    n = max(len(evaluated), 1)
+    fooled = {name: int(np.sum(mask)) for name, mask in weaker.items()}
+    only = {name: int(np.sum(np.asarray(mask, bool) & ~evaluated)) for name, mask in weaker.items()}
+    either = np.zeros_like(evaluated)
+    for mask in weaker.values():
+        either |= np.asarray(mask, bool) & ~evaluated
+    worst = max(fooled, key=fooled.get)
+    excess = (fooled[worst] - int(evaluated.sum())) / n
+    if excess <= INCONSISTENT_SHARE:
+        return None
+    detail = ", ".join(f"{name}: {k}" for name, k in only.items())
+    return Finding("inconsistent-attacks",
+                   f"{worst} fooled {fooled[worst]} of {len(evaluated)} checked images, more than {label} "
+                   f"({int(evaluated.sum())}); {int(either.sum())} were fooled only by a weaker attack ({detail}): "
+                   "the evaluated attack is too weak or mis-configured; raise its steps, restarts or step size "
+                   "(or use autoattack-lite) before trusting robust accuracy",
+                   {"images": len(evaluated), "evaluated_fooled": int(evaluated.sum()),
+                    **{f"fooled_{k}": v for k, v in fooled.items()}, "only_weaker": int(either.sum()),
+                    **{f"only_{k}": v for k, v in only.items()}, "excess_share": excess,
+                    "threshold": INCONSISTENT_SHARE})
+
+
 def inconsistent_attacks(model, x, y, *, threat: Threat, attack: str, options: dict | None = None, seed: int = 0,
                          jit: bool = False) -> Finding | None:
-    """Images a weaker attack fools but the evaluated (stronger) one does not.
+    """Weaker attacks (:func:`weaker_attacks`) fooling more images than the evaluated one.
 
     Carlini et al. 2019 list this as a sign of a broken evaluation: the evaluated attack is too
     weak or mis-configured (step size, steps, loss). Runs the evaluated attack once more on ``x``
-    plus each of :func:`weaker_attacks`.
+    plus each weaker attack, then :func:`compare_attacks`.
     """
     weak = weaker_attacks(attack, threat)
     if not weak:
@@ -168,27 +200,12 @@ def inconsistent_attacks(model, x, y, *, threat: Threat, attack: str, options: d
     x = tf.convert_to_tensor(x, tf.float32)
     y_np = np.asarray(y).astype(np.int32)
     y = tf.constant(y_np)
-    strong_seed = tf.constant([seed, 0], tf.int64)
-    strong = _fooled(model, x, y_np, get_attack(attack)(model, x, y, threat, seed=strong_seed, jit=jit,
-                                                       **(options or {})))
-    beaten = np.zeros_like(strong)
-    by_attack = {}
-    for i, (name, weak_threat) in enumerate(weak.items(), start=1):
-        x_adv = get_attack("pgd")(model, x, y, weak_threat, seed=tf.constant([seed, i], tf.int64))
-        only_weak = _fooled(model, x, y_np, x_adv) & ~strong
-        by_attack[name] = int(only_weak.sum())
-        beaten |= only_weak
-    count = int(beaten.sum())
-    share = count / max(len(y_np), 1)
-    if share > INCONSISTENT_SHARE:
-        detail = ", ".join(f"{name}: {k}" for name, k in by_attack.items())
-        return Finding("inconsistent-attacks",
-                       f"weaker attacks fooled {count} of {len(y_np)} checked images that {attack}-{threat.steps} "
-                       f"did not ({detail}): the evaluated attack is too weak or mis-configured; raise its steps, "
-                       "restarts or step size (or use autoattack-lite) before trusting robust accuracy",
-                       {"images": len(y_np), "inconsistent": count, "share": share, "threshold": INCONSISTENT_SHARE,
-                        "evaluated_fooled": int(strong.sum()), **{f"only_{k}": v for k, v in by_attack.items()}})
-    return None
+    x_adv = get_attack(attack)(model, x, y, threat, seed=tf.constant([seed, 0], tf.int64), jit=jit, **(options or {}))
+    evaluated = _fooled(model, x, y_np, x_adv)
+    weaker = {name: _fooled(model, x, y_np, get_attack("pgd")(model, x, y, weak_threat,
+                                                               seed=tf.constant([seed, i], tf.int64)))
+              for i, (name, weak_threat) in enumerate(weak.items(), start=1)}
+    return compare_attacks(evaluated, weaker, f"{attack}-{threat.steps}")
 
 
 def too_few_classes(attack: str, num_classes: int, options: dict | None = None) -> Finding | None:

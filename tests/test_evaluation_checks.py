@@ -10,8 +10,9 @@ import pytest
 import tensorflow as tf
 
 from advtf.attacks import Threat
-from advtf.evaluation_checks import (CHECKS, INCONSISTENT_SHARE, MASKED_SHARE, inconsistent_attacks, masked_gradients,
-                                     probability_outputs, randomness, run_checks, too_few_classes, weaker_attacks)
+from advtf.evaluation_checks import (CHECKS, INCONSISTENT_SHARE, MASKED_SHARE, compare_attacks, inconsistent_attacks,
+                                     masked_gradients, probability_outputs, randomness, run_checks, too_few_classes,
+                                     weaker_attacks)
 
 SHAPE = (4, 4, 1)
 GOOD_PGD = Threat(norm="linf", eps=0.1, steps=10)
@@ -189,9 +190,9 @@ def test_a_strong_attack_with_a_tiny_step_that_fgsm_beats_is_flagged(linear3):
     finding = inconsistent_attacks(model, x, y, threat=crippled, attack="pgd", seed=0)
     assert finding is not None and finding.check == "inconsistent-attacks"
     assert finding.measured["evaluated_fooled"] == 0  # 4 steps of 1e-7 flip nothing here
-    assert finding.measured["only_fgsm"] == int(expected.sum())
-    assert finding.measured["inconsistent"] >= finding.measured["only_fgsm"]
-    assert "fgsm" in finding.message and "pgd-2" in finding.message
+    assert finding.measured["fooled_fgsm"] == finding.measured["only_fgsm"] == int(expected.sum())
+    assert finding.measured["only_weaker"] >= finding.measured["only_fgsm"]
+    assert "fgsm: " in finding.message and "pgd-2: " in finding.message
 
 
 def test_a_well_configured_pgd_is_consistent(linear3):
@@ -201,6 +202,32 @@ def test_a_well_configured_pgd_is_consistent(linear3):
     eps = 0.1
     assert numpy_fgsm_fooled(w, b, x, y, eps).sum() > 0  # FGSM does fool some: there is something to compare
     assert inconsistent_attacks(model, x, y, threat=GOOD_PGD, attack="pgd", seed=0) is None
+
+
+def fooled_mask(n, *indices):
+    mask = np.zeros(n, bool)
+    mask[list(indices)] = True
+    return mask
+
+
+def test_images_fooled_only_by_a_weaker_attack_alone_are_not_flagged():
+    """Random starts differ: FGSM fooling image 4 that the evaluated attack missed, while fooling fewer, is noise."""
+    evaluated = fooled_mask(64, 0, 1, 2, 3)
+    assert compare_attacks(evaluated, {"fgsm": fooled_mask(64, 0, 4)}, "pgd-20") is None
+
+
+@pytest.mark.parametrize("extra, flagged", [(0, False), (2, False), (3, True)])
+def test_a_weaker_attack_fooling_more_than_the_threshold_is_flagged(extra, flagged):
+    """1000 images, the evaluated attack fools 500; FGSM fools those plus ``extra``: 0.2% (2) is allowed, 3 is not."""
+    evaluated = fooled_mask(1000, *range(500))
+    weak = fooled_mask(1000, *range(500 + extra))
+    finding = compare_attacks(evaluated, {"fgsm": weak, "pgd-10": evaluated}, "pgd-20")
+    assert (finding is not None) == flagged
+    if flagged:
+        assert finding.measured["only_weaker"] == finding.measured["only_fgsm"] == 3
+        assert finding.measured["fooled_fgsm"] == 503 and finding.measured["evaluated_fooled"] == 500
+        assert finding.measured["excess_share"] == pytest.approx(0.003)
+        assert finding.message.startswith("fgsm fooled 503 of 1000 checked images, more than pgd-20 (500)")
 
 
 def test_weaker_attacks_are_fgsm_and_a_shorter_pgd():
