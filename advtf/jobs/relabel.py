@@ -16,7 +16,8 @@ import tensorflow as tf
 from advtf import validation as check
 from advtf.analysis.relabel import MODES, PER_IMAGE, label_histogram, relabel_batch, relabel_targets
 from advtf.attacks import NORMS, Threat, check_attack
-from advtf.data import save_dataset, split_arrays
+from advtf.data import save_dataset
+from advtf.data.rows import split_rows
 from advtf.distribute import map_replicas, single_machine_strategy
 from advtf.errors import UserError
 from advtf.inputs import DataRequest, load_trained_model, model_fingerprint
@@ -24,6 +25,7 @@ from advtf.jobs import Request
 from advtf.plots.derived import relabeled_figure
 from advtf.runs import write_json, write_table
 from advtf.runs.chunks import ChunkStore, chunks_dataset, process_in_chunks
+from advtf.runs.directory import BOOKKEEPING
 
 ELEMENT_KEYS = ["image", "label", "original_label", "index", "success"]
 
@@ -103,7 +105,10 @@ def run(request: RelabelRequest, run, *, progress=None, report=None) -> dict[str
     replicas = single_machine_strategy(request.strategy)
     splits = data.load()
     num_classes = splits.info.num_classes
-    images, labels = split_arrays(splits.require(request.split))
+    # on disk, read by rows: the split is never held in memory (advtf.data.rows)
+    images = split_rows(splits.require(request.split), splits.sizes.get(request.split, 0),
+                        run.path / BOOKKEEPING / "rows")
+    labels = images.labels
     if not len(images):
         raise UserError(f"the {request.split} split of {data.dataset} is empty; nothing to relabel")
     source_index, new_labels = relabel_targets(labels, num_classes, request.mode, seed=data.seed,

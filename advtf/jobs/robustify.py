@@ -15,13 +15,15 @@ import numpy as np
 
 from advtf import validation as check
 from advtf.analysis.robustify import representation_model, robustify_batch, seed_indices
-from advtf.data import save_dataset, split_arrays
+from advtf.data import save_dataset
+from advtf.data.rows import split_rows
 from advtf.distribute import map_replicas, single_machine_strategy
 from advtf.inputs import DataRequest, load_trained_model, model_fingerprint
 from advtf.jobs import Request
 from advtf.plots.derived import robustified_figure
 from advtf.runs import read_json, write_json, write_table
 from advtf.runs.chunks import ChunkStore, chunks_dataset, process_in_chunks
+from advtf.runs.directory import BOOKKEEPING
 
 ELEMENT_KEYS = ["image", "label", "index", "seed_index", "distance_before", "distance_after"]
 
@@ -94,7 +96,10 @@ def run(request: RobustifyRequest, run, *, progress=None, report=None) -> dict[s
     data = request.data
     replicas = single_machine_strategy(request.strategy)
     splits = data.load()
-    images, labels = split_arrays(splits.require(request.split))
+    # on disk, read by rows: the split is never held in memory (advtf.data.rows)
+    images = split_rows(splits.require(request.split), splits.sizes.get(request.split, 0),
+                        run.path / BOOKKEEPING / "rows")
+    labels = images.labels
     seeds = seed_indices(len(images), data.seed)
     model = load_trained_model(request.model, splits.info.image_shape)
     extractor = representation_model(model)
@@ -145,9 +150,9 @@ def run(request: RobustifyRequest, run, *, progress=None, report=None) -> dict[s
         "resumed_chunks": done.resumed,
     }
     write_json(run.path / "results.json", results)
-    rows = [{"index": int(i), "label": int(y), "seed_index": int(s), "distance_before": round(float(d0), 6),
-             "distance_after": round(float(d1), 6)}
-            for i, y, s, d0, d1 in zip(columns["index"], columns["label"], columns["seed_index"], before, after)]
+    rows = ({"index": int(i), "label": int(y), "seed_index": int(s), "distance_before": round(float(d0), 6),
+             "distance_after": round(float(d1), 6)}  # a generator: written row by row
+            for i, y, s, d0, d1 in zip(columns["index"], columns["label"], columns["seed_index"], before, after))
     write_table(run.path, "examples", rows)
     shown = np.arange(min(request.figure_examples, len(images)))
     if len(shown):  # always: the split holds at least two images
