@@ -236,7 +236,7 @@ def run_checks(model, x, y, *, threat: Threat, attack: str, num_classes: int, op
                seed: int = 0, jit: bool = False) -> CheckReport:
     """Runs every check that applies to evaluating ``model`` with ``attack`` on the images ``x``, ``y``.
 
-    Cost: two forward passes and one gradient of ``x``, plus (for linf/l2 attacks other than FGSM)
+    Cost: three forward passes and one gradient of ``x``, plus (for linf/l2 attacks other than FGSM)
     the evaluated attack, an FGSM and a PGD of at most 10 steps on ``x``.
     """
     ran, found = [], []

@@ -17,7 +17,7 @@ from advtf.cli.options import (data_request, dataset_options, make_threat, parse
 @click.option("--no-checks", is_flag=True,
               help="Skip the reliability checks (after AutoAttack's, Croce & Hein 2020): outputs that are "
                    "probabilities, randomness, masked gradients, FGSM or a shorter PGD fooling more images "
-                   "than the attack, too few classes for APGD-T. They cost two forward passes, one gradient, "
+                   "than the attack, too few classes for APGD-T. They cost three forward passes, one gradient, "
                    "and the attack plus an FGSM and a PGD of at most 10 steps, on --check-images images.")
 @click.option("--check-images", type=click.IntRange(min=1), default=64, show_default=True,
               help="First test images the reliability checks run on.")
