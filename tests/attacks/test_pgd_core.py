@@ -152,3 +152,48 @@ def test_a_masked_model_starts_inside_its_mask_as_before(small_cnn):
     seed = tf.constant([5, 6], tf.int64)
     np.testing.assert_array_equal(pgd(masked, x, y, threat, seed=seed).numpy(),
                                   reference_pgd(masked, x, y, threat, seed=seed).numpy())
+
+
+def _simulate(f, grad, x0, steps, step, descend):
+    """numpy: normalised-gradient steps clipped to [0, 1]; every iterate with its objective."""
+    xs, x = [], x0.astype(np.float64)
+    for _ in range(steps):
+        g = grad(x)
+        d = g / (np.linalg.norm(g.reshape(len(g), -1), axis=1)[:, None, None, None] + 1e-12)
+        xs.append(x)
+        x = np.clip(x - step * d if descend else x + step * d, 0.0, 1.0)
+    xs.append(x)
+    return np.stack(xs), np.stack([f(v) for v in xs])
+
+
+@pytest.mark.parametrize("descend", [False, True])
+@pytest.mark.parametrize("tensor_steps", [False, True])
+def test_the_core_keeps_the_best_iterate_with_no_ball(descend, tensor_steps):
+    """A quadratic bowl (descent) or cap (ascent) around c, steps of 0.3 that overshoot it: the
+    iterates oscillate, and the one of best objective is returned, per example, as numpy finds it."""
+    from advtf.attacks.iterative import gradient_steps
+    from advtf.attacks.threat import ball
+
+    rng = np.random.default_rng(7)
+    c = rng.uniform(0.3, 0.7, size=(4, 3, 3, 1))
+    x0 = rng.uniform(size=(4, 3, 3, 1)).astype(np.float32)
+    sign = 1.0 if descend else -1.0  # minimise ||x - c||^2, or maximise -||x - c||^2
+    f = lambda v: sign * ((v - c) ** 2).sum(axis=(1, 2, 3))
+    grad = lambda v: sign * 2 * (v - c)
+    c_t = tf.constant(c, tf.float32)
+
+    def objective(images):
+        return sign * tf.reduce_sum(tf.square(images - c_t), axis=[1, 2, 3])
+
+    steps = 6
+    run = tf.function(lambda s: gradient_steps(objective, tf.constant(x0), s, tf.constant(0.3), direction=ball("l2"),
+                                               descend=descend, keep_best=True))
+    best_x, best_value = (v.numpy() for v in run(tf.constant(steps) if tensor_steps else steps))
+    xs, values = _simulate(f, grad, x0, steps, 0.3, descend)
+    pick = np.argmin(values, axis=0) if descend else np.argmax(values, axis=0)  # first of ties, as the core
+    assert np.all((pick > 0) & (pick < steps))  # the best is neither the start nor the last iterate
+    np.testing.assert_allclose(best_x, xs[pick, np.arange(4)], atol=1e-5)
+    np.testing.assert_allclose(best_value, values[pick, np.arange(4)], rtol=1e-4, atol=1e-6)
+    last = tf.function(lambda: gradient_steps(objective, tf.constant(x0), steps, tf.constant(0.3),
+                                              direction=ball("l2"), descend=descend))().numpy()
+    np.testing.assert_allclose(last, xs[-1], atol=1e-5)  # without keep-the-best: the last iterate
