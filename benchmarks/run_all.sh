@@ -41,3 +41,7 @@ run ops_cifar_k7 benchmarks/count_ops.py "${CIFAR[@]}" --steps-k 7 --components 
   --impls advtf,min_unrolled,grad,cleverhans --out "$OUT/attacks_resnet_after"
 # 8. Every attack of the suite through the CLI on one Fashion-MNIST model (Table A1-style)
 ADVTF="$(dirname "$PY")/advtf" benchmarks/attack_table.sh "${TMPDIR:-/tmp}/advtf-attack-table" > "$OUT/attack_table.md"
+# 9. Peak RSS of attack and robustify, 10k to 200k images (memory, not time; writes ~3 GB under the work dir)
+"$PY" benchmarks/bench_memory.py --work "${TMPDIR:-/tmp}/advtf-bench-memory" --json "$OUT/memory_after.json" \
+  > "$OUT/memory_after.txt" 2> "$OUT/memory_after.log"
+cat "$OUT/memory_after.txt"
