@@ -106,7 +106,8 @@ class _ScaledInputGradient:
     by a power of two bringing its largest entry to 1 before the float16 layers see it, and the
     input gradient divided by the same power afterwards (in float32): the value is the model's
     input gradient, without the float16 underflow (or overflow) of very small or large losses.
-    Attacks use it as they use a model (``view(x, training=False)``).
+    Attacks use it as they use a model (``view(x, training=False)``); they differentiate images only,
+    so the weights get no gradient through it (training differentiates the model itself).
     """
 
     def __init__(self, model):
