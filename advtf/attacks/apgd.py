@@ -37,6 +37,7 @@ import tensorflow as tf
 
 from advtf.attacks import threat as threats
 from advtf.attacks.iterative import as_seed, attack_label
+from advtf.attacks.loops import UNROLL, blocked_loop
 from advtf.attacks.losses import cross_entropy, dlr_targeted, predictions
 from advtf.attacks.registry import register_attack
 from advtf.attacks.threat import Threat
@@ -191,7 +192,8 @@ def step_size_update(s, value, done, steps, rho):
     return s, better, halve
 
 
-def _apgd_once(model, x, y, target, eps, steps, seed, norm, loss, targeted, rho, momentum, random_init):
+def _apgd_once(model, x, y, target, eps, steps, seed, norm, loss, targeted, rho, momentum, random_init,
+               unroll: int = UNROLL):
     """One APGD run (Algorithm 1) from one start point.
 
     Returns:
@@ -227,7 +229,7 @@ def _apgd_once(model, x, y, target, eps, steps, seed, norm, loss, targeted, rho,
         s["grad"] = tf.where(tf.reshape(halve, ones), s["grad_max"], grad)
         return i + 1, s
 
-    _, state = tf.while_loop(lambda i, s: i < steps, body, (tf.constant(0), state))
+    state = blocked_loop(steps, lambda i, s: body(i, s)[1], state, unroll)  # UNROLL steps per while iteration
     x_out = tf.where(tf.reshape(state["succ"], ones), state["x_succ"], state["x_max"])
     return x_out, state["succ"], state["f_max"]
 
@@ -242,7 +244,7 @@ def _better(succ, loss, best_succ, best_loss):
 
 
 def _search(model, x, y, targets, eps, steps, restarts, seed, norm, loss, targeted, rho, momentum,
-            random_init, compact, best):
+            random_init, compact, best, unroll: int = UNROLL):
     """APGD with ``restarts`` runs per row of ``targets`` (T, B), on the examples not yet fooled.
 
     ``best = (x, success, objective)`` is updated per example: success first, then the higher
@@ -260,7 +262,7 @@ def _search(model, x, y, targets, eps, steps, restarts, seed, norm, loss, target
 
             def run():
                 return _apgd_once(model, sub_x, tf.gather(y, idx), tf.gather(target, idx), eps, steps, run_seed,
-                                  norm, loss, targeted, rho, momentum, random_init)
+                                  norm, loss, targeted, rho, momentum, random_init, unroll)
 
             def skip():
                 return sub_x, tf.zeros(tf.shape(idx), tf.bool), tf.zeros(tf.shape(idx), tf.float32)
@@ -272,7 +274,7 @@ def _search(model, x, y, targets, eps, steps, restarts, seed, norm, loss, target
             cand_l = tf.tensor_scatter_nd_update(tf.fill(tf.shape(best_loss), float("-inf")), rows, l_run)
         else:
             cand_x, cand_s, cand_l = _apgd_once(model, x, y, target, eps, steps, run_seed, norm, loss, targeted,
-                                                rho, momentum, random_init)
+                                                rho, momentum, random_init, unroll)
         take_new = active & _better(cand_s, cand_l, best_succ, best_loss)
         best_x = tf.where(tf.reshape(take_new, ones), cand_x, best_x)
         best_loss = tf.where(take_new, cand_l, best_loss)
@@ -292,12 +294,12 @@ def _check_classes(logits, need: int, name: str):
 
 
 def _run(model, x, y, target, eps, steps, restarts, seed, rho, momentum, norm, mode, targeted, n_targets,
-         random_init, compact):
+         random_init, compact, unroll: int = UNROLL):
     """The compiled body of all three attacks; ``mode`` is the registry name."""
     ones = [-1] + [1] * (len(x.shape) - 1)
     logits0 = model(x, training=False)
     succ0 = _success(logits0, y, target, targeted)
-    common = dict(eps=eps, steps=steps, restarts=restarts, rho=rho, momentum=momentum, norm=norm,
+    common = dict(unroll=unroll, eps=eps, steps=steps, restarts=restarts, rho=rho, momentum=momentum, norm=norm,
                   targeted=targeted, random_init=random_init, compact=compact)
     start = (x, succ0, tf.fill(tf.shape(y), float("-inf")))
     ce_x, ce_succ = x, succ0
@@ -324,9 +326,9 @@ def _run(model, x, y, target, eps, steps, restarts, seed, rho, momentum, norm, m
 
 
 def _attack(model, x, y, target, eps, steps, restarts, seed, rho, momentum, norm, mode, targeted, n_targets,
-            random_init, compact):
+            random_init, compact, unroll: int = UNROLL):
     x_adv = _run(model, x, y, target, eps, steps, restarts, seed, rho, momentum, norm, mode, targeted, n_targets,
-                 random_init, compact)
+                 random_init, compact, unroll)
     x_adv = tf.where(tf.math.is_finite(x_adv), x_adv, x)
     return threats.clip_to_threat(x, x_adv, eps, norm)
 

@@ -2,25 +2,29 @@
 neural networks", Section V.A), the C&W of Xu et al. (2019), Appendix 1, Eqs. (9)-(10).
 
 The attack minimises ``||x' - x||_2^2 + c * f(x')`` over ``w`` with ``x' = (tanh(w) + 1) / 2``
-(the change of variables keeps ``x'`` in [0, 1]), with Adam, and searches ``c`` per example by
-bisection. ``f`` is the logit loss f6 (C&W Eq. 6 / Xu et al. Eq. 10). Both loops (the binary
-search over ``c`` and the Adam iterations) are one compiled function, state held in tensors.
+(the change of variables keeps ``x'`` in [0, 1]), with Adam (:mod:`advtf.attacks.adam`), and
+searches ``c`` per example by bisection. ``f`` is the logit loss f6 (C&W Eq. 6 / Xu et al. Eq. 10). Both loops (the binary
+search over ``c`` and the Adam iterations) are one compiled function, state held in tensors; the
+Adam iterations run ``UNROLL`` per while-loop iteration (:func:`advtf.attacks.loops.blocked_loop`).
 """
 
 from __future__ import annotations
 
+import functools
+
 import tensorflow as tf
 
 from advtf.attacks import threat as threats
+from advtf.attacks.adam import adam_init, adam_step
 from advtf.attacks.iterative import attack_label
 from advtf.attacks.losses import margin
+from advtf.attacks.loops import UNROLL, blocked_loop
 from advtf.attacks.registry import register_attack
 from advtf.attacks.threat import Threat
 from advtf.errors import UserError
 
 # C&W's bisection: c is multiplied by 10 until some c succeeds ("no upper bound yet" below this).
 NO_UPPER = 1e10
-_BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
 # x = (tanh(w) + 1) / 2 needs |2x - 1| < 1 for arctanh; C&W scale by 0.999999 the same way.
 _TANH_SCALE = 0.999999
 _INF = float("inf")
@@ -65,7 +69,8 @@ def per_example(v, rank: int):
     return tf.reshape(v, [-1] + [1] * (rank - 1))
 
 
-def _cw_l2(model, x, label, eps, steps, search_steps, initial_const, confidence, lr, targeted, abort_early):
+def _cw_l2(model, x, label, eps, steps, search_steps, initial_const, confidence, lr, targeted, abort_early,
+           unroll: int = UNROLL):
     x, label = agree_batch(x, label)
     rank = len(x.shape)
     axes = list(range(1, rank))
@@ -86,6 +91,27 @@ def _cw_l2(model, x, label, eps, steps, search_steps, initial_const, confidence,
         best_l2 = tf.where(improve, l2, best_l2)
         return best, best_l2, step_success | success
 
+    def adam_iteration(const, i, state):
+        """One Adam step on ``w`` (iteration ``i`` for this ``c``), tracking the best iterate."""
+        w, m, v, best, best_l2, step_success, prev, stop = state
+        with tf.GradientTape() as tape:
+            tape.watch(w)
+            x_new = to_image(w)
+            logits = model(x_new, training=False)
+            f, _ = logit_loss(logits, label, confidence, targeted)
+            dist = tf.reduce_sum(tf.square(x_new - x), axis=axes)
+            total = tf.reduce_sum(dist + const * f)
+        grad = tape.gradient(total, w)
+        best, best_l2, step_success = track(x_new, logits, best, best_l2, step_success)
+        # Fresh moments for every c (adam_init below), as C&W reset the optimiser.
+        w, m, v = adam_step(w, grad, m, v, i + 1, lr)
+        # C&W's early abort: every steps/10 iterations stop once the batch loss stalls.
+        if abort_early:
+            check = tf.equal(i % check_every, 0)
+            stop = check & (total > prev * 0.9999)
+            prev = tf.where(check, total, prev)
+        return w, m, v, best, best_l2, step_success, prev, stop
+
     const = initial_const * ones
     lower = tf.zeros_like(ones)
     upper = NO_UPPER * ones
@@ -94,36 +120,12 @@ def _cw_l2(model, x, label, eps, steps, search_steps, initial_const, confidence,
     last = tf.identity(x)
 
     for _ in tf.range(search_steps):
-        w = tf.identity(w0)
-        m = tf.zeros_like(x)
-        v = tf.zeros_like(x)
-        step_success = tf.zeros_like(label, tf.bool)
-        prev = tf.constant(_INF)
-        i = tf.constant(0)
-        stop = tf.constant(False)
-        while tf.logical_and(i < steps, tf.logical_not(stop)):
-            with tf.GradientTape() as tape:
-                tape.watch(w)
-                x_new = to_image(w)
-                logits = model(x_new, training=False)
-                f, _ = logit_loss(logits, label, confidence, targeted)
-                dist = tf.reduce_sum(tf.square(x_new - x), axis=axes)
-                total = tf.reduce_sum(dist + const * f)
-            grad = tape.gradient(total, w)
-            best, best_l2, step_success = track(x_new, logits, best, best_l2, step_success)
-            # Adam (Kingma & Ba 2015) by hand: fresh moments for every c, as C&W reset the optimiser.
-            t = tf.cast(i + 1, tf.float32)
-            m = _BETA1 * m + (1.0 - _BETA1) * grad
-            v = _BETA2 * v + (1.0 - _BETA2) * tf.square(grad)
-            m_hat = m / (1.0 - tf.pow(_BETA1, t))
-            v_hat = v / (1.0 - tf.pow(_BETA2, t))
-            w = w - lr * m_hat / (tf.sqrt(v_hat) + _ADAM_EPS)
-            # C&W's early abort: every steps/10 iterations stop once the batch loss stalls.
-            if abort_early:
-                check = tf.equal(i % check_every, 0)
-                stop = check & (total > prev * 0.9999)
-                prev = tf.where(check, total, prev)
-            i += 1
+        m, v = adam_init(w0)
+        state = (tf.identity(w0), m, v, best, best_l2, tf.zeros_like(label, tf.bool), tf.constant(_INF),
+                 tf.constant(False))
+        not_stopped = (lambda s: tf.logical_not(s[7])) if abort_early else None
+        w, _, _, best, best_l2, step_success, _, _ = blocked_loop(
+            steps, functools.partial(adam_iteration, const), state, unroll, active=not_stopped)
         last = to_image(w)
         logits = model(last, training=False)
         best, best_l2, step_success = track(last, logits, best, best_l2, step_success)

@@ -3,10 +3,13 @@ via adversarial examples", Algorithm 1), the EAD of Xu et al. (2019), Appendix 1
 
 EAD minimises ``c * f(x') + ||x' - x||_2^2 + beta * ||x' - x||_1`` over the box by (F)ISTA with
 the projected shrinkage-thresholding operator, and searches ``c`` per example by bisection like
-C&W. Both loops are one compiled function, state held in tensors.
+C&W. Both loops are one compiled function, state held in tensors; the (F)ISTA iterations run
+``UNROLL`` per while-loop iteration (:func:`advtf.attacks.loops.blocked_loop`).
 """
 
 from __future__ import annotations
+
+import functools
 
 import tensorflow as tf
 
@@ -14,6 +17,7 @@ from advtf.attacks import threat as threats
 from advtf.attacks.cw import (NO_UPPER, agree_batch, bisect_const, check_search_options, logit_loss, per_example,
                               succeeded_with_confidence)
 from advtf.attacks.iterative import attack_label
+from advtf.attacks.loops import UNROLL, blocked_loop
 from advtf.attacks.registry import register_attack
 from advtf.attacks.threat import Threat
 from advtf.errors import UserError
@@ -36,7 +40,7 @@ def shrinkage_threshold(z, x, beta):
 
 
 def _ead(model, x, label, eps, steps, search_steps, initial_const, confidence, lr, beta,
-         norm, targeted, decision_rule, fista):
+         norm, targeted, decision_rule, fista, unroll: int = UNROLL):
     x, label = agree_batch(x, label)
     rank = len(x.shape)
     axes = list(range(1, rank))
@@ -63,29 +67,32 @@ def _ead(model, x, label, eps, steps, search_steps, initial_const, confidence, l
     best_dist = _INF * ones
     x_k = tf.identity(x)
 
+    def fista_iteration(const, k, state):
+        """One (F)ISTA iteration ``k`` for this ``c``, tracking the best iterate."""
+        x_k, y_k, best, best_dist, step_success = state
+        kf = tf.cast(k, tf.float32)
+        with tf.GradientTape() as tape:
+            tape.watch(y_k)
+            logits_y = model(y_k, training=False)
+            f, _ = logit_loss(logits_y, label, confidence, targeted)
+            total = tf.reduce_sum(const * f + tf.reduce_sum(tf.square(y_k - x), axis=axes))
+        grad = tape.gradient(total, y_k)
+        # The iterate x_k itself is what may be returned; with ISTA it is the point y_k.
+        logits_x = model(x_k, training=False) if fista else logits_y
+        best, best_dist, step_success = track(x_k, logits_x, best, best_dist, step_success)
+        # Square-root decay of the step size to 0 (the EAD code's polynomial decay, power 0.5).
+        alpha = lr * tf.sqrt(1.0 - kf / steps_f)
+        x_next = shrinkage_threshold(y_k - alpha * grad, x, beta)
+        if fista:
+            y_k = x_next + kf / (kf + 3.0) * (x_next - x_k)
+        else:
+            y_k = x_next
+        return x_next, y_k, best, best_dist, step_success
+
     for _ in tf.range(search_steps):
-        x_k = tf.identity(x)
-        y_k = tf.identity(x)
-        step_success = tf.zeros_like(label, tf.bool)
-        for k in tf.range(steps):
-            kf = tf.cast(k, tf.float32)
-            with tf.GradientTape() as tape:
-                tape.watch(y_k)
-                logits_y = model(y_k, training=False)
-                f, _ = logit_loss(logits_y, label, confidence, targeted)
-                total = tf.reduce_sum(const * f + tf.reduce_sum(tf.square(y_k - x), axis=axes))
-            grad = tape.gradient(total, y_k)
-            # The iterate x_k itself is what may be returned; with ISTA it is the point y_k.
-            logits_x = model(x_k, training=False) if fista else logits_y
-            best, best_dist, step_success = track(x_k, logits_x, best, best_dist, step_success)
-            # Square-root decay of the step size to 0 (the EAD code's polynomial decay, power 0.5).
-            alpha = lr * tf.sqrt(1.0 - kf / steps_f)
-            x_next = shrinkage_threshold(y_k - alpha * grad, x, beta)
-            if fista:
-                y_k = x_next + kf / (kf + 3.0) * (x_next - x_k)
-            else:
-                y_k = x_next
-            x_k = x_next
+        state = (tf.identity(x), tf.identity(x), best, best_dist, tf.zeros_like(label, tf.bool))
+        x_k, _, best, best_dist, step_success = blocked_loop(
+            steps, functools.partial(fista_iteration, const), state, unroll)
         logits = model(x_k, training=False)
         best, best_dist, step_success = track(x_k, logits, best, best_dist, step_success)
         const, lower, upper = bisect_const(const, lower, upper, step_success)

@@ -38,16 +38,20 @@ group lasso rather than l2; border pixels form smaller groups instead of being l
 overlapping groups and the optional "retrain" refinement (re-optimising on the support found, with
 the group penalty dropped) are not implemented.
 
-The binary search and the ADMM iterations are one compiled :func:`tf.function`; every number except
+The binary search and the ADMM iterations are one compiled :func:`tf.function` (the iterations
+``UNROLL`` per while-loop iteration, :func:`advtf.attacks.loops.blocked_loop`); every number except
 ``group_size`` (which fixes reshapes) is a tensor, so sweeping eps, gamma or rho never retraces.
 """
 
 from __future__ import annotations
 
+import functools
+
 import tensorflow as tf
 
 from advtf.attacks.cw import bisect_const
 from advtf.attacks.iterative import attack_label
+from advtf.attacks.loops import UNROLL, blocked_loop
 from advtf.attacks.losses import margin, succeeded
 from advtf.attacks.registry import register_attack
 from advtf.attacks.threat import L0_TOLERANCE, Threat, as_seed, clip_to_threat
@@ -148,7 +152,7 @@ def admm_iteration(model, x, label, state, t, const, lo, hi, gamma, rho, l2_weig
 
 
 def _str_attack(model, x, label, eps, gamma, rho, l2_weight, alpha, confidence, initial_const,
-                steps, search_steps, group_size, targeted):
+                steps, search_steps, group_size, targeted, unroll: int = UNROLL):
     """Binary search over c around ``steps`` linearised-ADMM iterations; see the module docstring."""
     batch = _dims(x)[0]
     lo = tf.maximum(-eps, -x)  # feasible set of delta: box [0, 1] and the l-inf ball
@@ -159,25 +163,27 @@ def _str_attack(model, x, label, eps, gamma, rho, l2_weight, alpha, confidence, 
     best = tf.zeros_like(x)
     best_norm = tf.fill([batch], float("inf"))
     last = tf.zeros_like(x)
+
+    def iteration(const, t, state):
+        """One ADMM iteration ``t`` for this ``c``; keeps the best feasible group-sparse candidate."""
+        z, u, s, v, best, best_norm, found, last = state
+        (z, u, s, v), y = admm_iteration(model, x, label, (z, u, s, v), t, const, lo, hi, gamma, rho,
+                                         l2_weight, alpha, confidence, group_size, targeted)
+        # The candidate: group-sparse y made feasible.
+        candidate = tf.clip_by_value(y, lo, hi)
+        score, logits = _score(model, x + candidate, label, targeted)
+        success = succeeded(logits, label, targeted) & (score >= confidence)
+        norm = group_lasso(candidate, group_size)
+        better = success & (norm < best_norm)
+        best = tf.where(better[:, None, None, None], candidate, best)
+        best_norm = tf.where(better, norm, best_norm)
+        return z, u, s, v, best, best_norm, found | success, candidate
+
     for _ in tf.range(search_steps):
-        z = tf.zeros_like(x)
-        u = tf.zeros_like(x)
-        s = tf.zeros_like(x)
-        v = tf.zeros_like(x)
-        found = tf.zeros([batch], tf.bool)
-        for t in tf.range(steps):
-            (z, u, s, v), y = admm_iteration(model, x, label, (z, u, s, v), t, const, lo, hi, gamma, rho,
-                                             l2_weight, alpha, confidence, group_size, targeted)
-            # The candidate: group-sparse y made feasible.
-            candidate = tf.clip_by_value(y, lo, hi)
-            score, logits = _score(model, x + candidate, label, targeted)
-            success = succeeded(logits, label, targeted) & (score >= confidence)
-            norm = group_lasso(candidate, group_size)
-            better = success & (norm < best_norm)
-            best = tf.where(better[:, None, None, None], candidate, best)
-            best_norm = tf.where(better, norm, best_norm)
-            found = found | success
-            last = candidate
+        zeros = tf.zeros_like(x)
+        state = (zeros, zeros, zeros, zeros, best, best_norm, tf.zeros([batch], tf.bool), last)
+        _, _, _, _, best, best_norm, found, last = blocked_loop(
+            steps, functools.partial(iteration, const), state, unroll)
         # C&W's binary search on c (times 5 before the first success, as in the reference code).
         const, lower, upper = bisect_const(const, lower, upper, found, grow=5.0)
     delta = tf.where(tf.math.is_finite(best_norm)[:, None, None, None], best, last)

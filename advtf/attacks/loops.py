@@ -1,0 +1,56 @@
+"""The step loop of the long attacks: a while loop running a fixed block of steps per iteration.
+
+C&W, EAD, Str and APGD run 100 to 10,000 iterations inside one compiled graph. With one step
+per ``tf.while_loop`` iteration, a fresh trace on CPU sometimes ran about 1.5x slower for its
+whole life (benchmarks/RESULTS.md, "Loop form" and "Long attacks"); Python-unrolled loops never
+did. :func:`blocked_loop` unrolls ``unroll`` steps inside the while body (the graph grows by
+``unroll`` steps, not by the step count) and runs the remainder one step per iteration, so the
+step count stays a tensor (no retrace when it changes) and the arithmetic is the same, step for
+step, as the one-step loop.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+# Steps per while-loop iteration (benchmarks/RESULTS.md, "Long attacks", chose it).
+UNROLL = 10
+
+
+def blocked_loop(n, step, state, unroll: int = UNROLL, active=None):
+    """``for i in range(n): state = step(i, state)`` as while loops of ``unroll`` steps per iteration.
+
+    Args:
+        n: number of steps (int32 scalar tensor or int).
+        step: ``(i, state) -> state`` (same structure, shapes and dtypes), ``i`` an int32 scalar.
+        state: a nested structure of tensors.
+        unroll: steps per iteration of the main loop (Python int >= 1; 1 is the plain loop).
+        active: optional ``state -> bool scalar``; the loop stops before the first step at which it
+            is false (C&W's early abort). Inside a block, steps after it turned false leave the
+            state unchanged (``tf.cond``), so the result equals the one-step loop's.
+
+    Returns:
+        The state after the steps.
+    """
+    n = tf.convert_to_tensor(n, tf.int32)
+    unroll = int(unroll)
+
+    def go(i, s):
+        return tf.constant(True) if active is None else active(s)
+
+    def one(i, s):
+        return i + 1, step(i, s)
+
+    i = tf.constant(0)
+    if unroll > 1:
+        def block(i, s):
+            for j in range(unroll):
+                if active is None or j == 0:
+                    s = step(i + j, s)  # the loop condition checked `active` before the first step
+                else:
+                    s = tf.cond(active(s), lambda s=s, j=j: step(i + j, s), lambda s=s: s)
+            return i + unroll, s
+
+        i, state = tf.while_loop(lambda i, s: tf.logical_and(i + unroll <= n, go(i, s)), block, (i, state))
+    _, state = tf.while_loop(lambda i, s: tf.logical_and(i < n, go(i, s)), one, (i, state))
+    return state
