@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from advtf.cli.options import (data_request, dataset_options, make_attack_request, make_threat, print_summary,
-                               run_job, run_options, targeting_options, threat_options)
+from advtf.cli.options import (cluster_timeout_option, data_request, dataset_options, make_attack_request,
+                               make_threat, print_summary, run_job, run_options, targeting_options, threat_options)
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -19,6 +19,7 @@ from advtf.cli.options import (data_request, dataset_options, make_attack_reques
 @click.option("--figure-examples", type=click.IntRange(min=0), default=8, show_default=True,
               help="Examples drawn in examples.png.")
 @click.option("--xla", is_flag=True, help="Compile the attack loop with XLA (faster on GPU, slower on CPU).")
+@cluster_timeout_option()  # with TF_CONFIG set, the workers share the chunks (README, "Cluster runs")
 @run_options(resumable=True)
 def attack(**kw):
     """Attack a trained model and save the adversarial dataset.

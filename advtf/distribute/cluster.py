@@ -100,7 +100,9 @@ def _gather(strategy, index: int, workers: int, values: Sequence[int], addresses
 
 def lost_worker(error: Exception, addresses: list[str]) -> UserError:
     """A collective that failed because a worker stopped, as one line naming it (every worker reruns)."""
-    tasks = sorted({int(t) for t in re.findall(r"task:(\d+)", str(error))})
+    text = str(error)
+    unhealthy = text.partition("unhealthy")[2] or text  # "...tasks are unhealthy ...: /job:worker/.../task:1"
+    tasks = sorted({int(t) for t in re.findall(r"task:(\d+)", unhealthy.partition("The tasks have crashed")[0])})
     named = ", ".join(f"worker {t} ({addresses[t]})" for t in tasks if t < len(addresses)) or "a worker"
     e = UserError(f"lost {named} of the cluster; finished chunks are kept: run every worker again with --resume")
     e.cluster_agreed = True  # nobody is left to exchange a last word with

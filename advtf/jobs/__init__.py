@@ -72,11 +72,10 @@ def execute(name: str, request: Request, *, out, overwrite: bool = False, resume
     """
     spec = JOBS.get(name)
     module = importlib.import_module(spec.module)
-    strategy = getattr(request, "strategy", None)
-    if spec.cluster and strategy is not None:
+    if spec.cluster:  # a job without --strategy runs as "auto": a cluster run when TF_CONFIG is set
         from advtf.distribute import is_multiworker
 
-        if is_multiworker(strategy):
+        if is_multiworker(getattr(request, "strategy", "auto")):
             return _execute_on_cluster(spec, module, request, out=out, overwrite=overwrite, resume=resume,
                                        progress=progress, report=report, timeout=cluster_timeout)
     with interruptible(), RunDir(out, overwrite=overwrite, resume=resume, resumable=spec.resumable,
@@ -115,9 +114,10 @@ def _check_outputs(name: str, path: Path) -> None:
 register("train", "Train a standard or adversarially robust classifier.", cli="advtf.cli.train:train",
          module="advtf.jobs.train", resumable=True)
 register("evaluate", "Clean and robust accuracy of a trained model.", cli="advtf.cli.evaluate:evaluate",
-         module="advtf.jobs.evaluate")
+         module="advtf.jobs.evaluate", resumable=True)
 register("attack", "Attack a model; save the adversarial dataset with success and norms.",
-         cli="advtf.cli.attack:attack", module="advtf.jobs.attack", resumable=True)
+         cli="advtf.cli.attack:attack", module="advtf.jobs.attack", resumable=True,
+         cluster=True)
 register("quickstart", "The main job: standard vs L2-robust model on Fashion-MNIST, with a report.",
          cli="advtf.cli.quickstart:quickstart", module="advtf.jobs.quickstart", resumable=True)
 register("frequency", "Filtered and frequency-swapped accuracy, mean spectra of adversarial examples "
