@@ -5,10 +5,11 @@ strategy and returns a :class:`advtf.runs.cluster.Cluster` whose ``gather`` is a
 (each worker fills its own row of a zero matrix; the sum is every worker's row). A barrier is a
 gather of one number. Workers never poll files to wait for each other.
 
-Reaching the cluster is bounded in time: if the strategy cannot be built and its first
-collective does not return within ``timeout`` seconds (a worker not started, a wrong address, a
-firewall), the process prints one line naming the address and exits 2. The wait happens inside
-TensorFlow's C++ runtime, which Python cannot interrupt, so a watchdog thread ends the process.
+Reaching the cluster is bounded in time: every task must register with TensorFlow's
+coordination service within ``timeout`` seconds (a worker not started, a wrong address, a
+firewall), else a UserError names the addresses that did not answer (one line, exit 2). The
+wait happens inside TensorFlow's C++ runtime, which Python cannot interrupt, so the deadline is
+TensorFlow's own; a watchdog thread (at twice the timeout) is the last resort.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import re
 import sys
 import threading
+from contextlib import contextmanager
 from typing import Sequence
 
 import numpy as np
@@ -45,8 +47,8 @@ def worker_place(config: dict) -> tuple[int, list[str]]:
 def connect(timeout: float = DEFAULT_TIMEOUT) -> tuple[tf.distribute.MultiWorkerMirroredStrategy, Cluster]:
     """The cluster of ``TF_CONFIG`` joined: its strategy and this process's :class:`Cluster`.
 
-    Exits the process with status 2 and one line on stderr when the cluster is not reached
-    within ``timeout`` seconds.
+    Raises:
+        UserError: the other workers did not register within ``timeout`` seconds (naming them).
     """
     config = cluster_config()
     if config is None:
@@ -56,8 +58,8 @@ def connect(timeout: float = DEFAULT_TIMEOUT) -> tuple[tf.distribute.MultiWorker
     where = addresses[0] if index else ", ".join(others)
     done = threading.Event()
 
-    def give_up():
-        if not done.wait(timeout):
+    def give_up():  # a last resort: TensorFlow's own registration deadline below answers first
+        if not done.wait(2 * timeout + 30):
             sys.stderr.write(f"error: cannot reach the cluster at {where} within --cluster-timeout {timeout:g} s "
                              f"(this is worker {index}, {addresses[index]}); start every worker of TF_CONFIG, "
                              "check the addresses, or raise --cluster-timeout\n")
@@ -67,9 +69,16 @@ def connect(timeout: float = DEFAULT_TIMEOUT) -> tuple[tf.distribute.MultiWorker
     watchdog = threading.Thread(target=give_up, name="advtf-cluster-timeout", daemon=True)
     watchdog.start()
     try:
-        strategy = tf.distribute.MultiWorkerMirroredStrategy(
-            communication_options=tf.distribute.experimental.CommunicationOptions(
-                implementation=tf.distribute.experimental.CommunicationImplementation.AUTO))
+        try:
+            with _registration_timeout(timeout):
+                strategy = tf.distribute.MultiWorkerMirroredStrategy(
+                    communication_options=tf.distribute.experimental.CommunicationOptions(
+                        implementation=tf.distribute.experimental.CommunicationImplementation.AUTO))
+        except _LOST as e:
+            missing = _timed_out(str(e), addresses) or where
+            raise UserError(f"cannot reach the cluster at {missing} within --cluster-timeout {timeout:g} s (this is "
+                            f"worker {index}, {addresses[index]}); start every worker of TF_CONFIG, check the "
+                            "addresses, or raise --cluster-timeout") from None
         workers = len(addresses)
         cluster = Cluster(index, workers, lambda values: _gather(strategy, index, workers, values, addresses),
                           addresses)
@@ -77,6 +86,39 @@ def connect(timeout: float = DEFAULT_TIMEOUT) -> tuple[tf.distribute.MultiWorker
     finally:
         done.set()
     return strategy, cluster
+
+
+@contextmanager
+def _registration_timeout(seconds: float):
+    """Every task must register with the coordination service within ``seconds``, the chief included.
+
+    MultiWorkerMirroredStrategy configures the service itself, with TensorFlow's default deadline
+    (an hour) and without the registration barrier, so a missing worker hangs the chief inside C++
+    (holding the GIL: no Python thread can step in). Its configuration call is wrapped for the
+    construction only, adding the deadline and the barrier; the task then fails with
+    DeadlineExceeded naming the tasks that did not register.
+    """
+    from tensorflow.python.eager import context  # the strategy's own configuration hook; no public one
+
+    ctx = context.context()
+    configure = ctx.configure_coordination_service
+
+    def configured(*args, **kwargs):
+        configure(*args, **{**kwargs, "cluster_register_timeout_in_ms": int(seconds * 1000)})
+        ctx.coordination_service.cluster_register_with_barrier = True
+
+    ctx.configure_coordination_service = configured
+    try:
+        yield
+    finally:
+        del ctx.configure_coordination_service  # back to the class's method
+
+
+def _timed_out(message: str, addresses: list[str]) -> str:
+    """The addresses of the tasks a registration timeout names ("Some timed out task names: ...")."""
+    tail = message.partition("timed out task names")[2]
+    tasks = sorted({int(t) for t in re.findall(r"task:(\d+)", tail.partition("Additional")[0])})
+    return ", ".join(addresses[t] for t in tasks if t < len(addresses))
 
 
 def _gather(strategy, index: int, workers: int, values: Sequence[int], addresses: list[str]) -> list[list[int]]:
