@@ -35,9 +35,7 @@ def _objective(model, x, label, targeted: bool):
 
 
 def _step_scale(i, steps, schedule: str):
-    """Multiplier of the step size at step ``i`` of ``steps``."""
-    if schedule == "constant":
-        return tf.constant(1.0)
+    """Multiplier of the step size at step ``i`` of ``steps`` (a constant schedule has none)."""
     t = tf.cast(i, tf.float32) / tf.cast(steps, tf.float32)
     if schedule == "cosine":
         return 0.5 * (1.0 + tf.cos(math.pi * t))

@@ -287,7 +287,7 @@ def as_seed(seed) -> tf.Tensor:
     """
     if seed is None:
         return tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int64)
-    if isinstance(seed, bool) or isinstance(seed, float):
+    if isinstance(seed, (bool, float)):
         raise UserError(f"seed must be an int or a shape-(2,) integer tensor (got {seed!r}); pass e.g. seed=0")
     seed = tf.convert_to_tensor(seed)
     if not (seed.dtype.is_integer and seed.shape.rank in (0, 1)) or (seed.shape.rank == 1 and seed.shape[0] != 2):
