@@ -7,6 +7,8 @@ writes ``cells/<name>/results.json`` and is then marked finished in the run's re
 an interrupted sweep resumed with the same options skips what is done (the run directory
 refuses a resume with other options). The retraining itself is :mod:`advtf.training.retrain`,
 the Fig. 6 medians :mod:`advtf.analysis.retrain`; the cell plan lives here, where the two meet.
+Under ``--strategy multiworker`` the workers of the cluster share out whole cells (cell ``i`` to
+worker ``i % W``, :func:`share_cells`), each training its own on its own devices.
 """
 
 from __future__ import annotations
