@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from advtf.attacks import Threat, attack_spec, get_attack
 from advtf.attacks.losses import cross_entropy
+from advtf.models.precision import attack_view  # float16: gradients as the evaluation sees them
 
 CHECKS = ("probabilities", "randomness", "masked-gradients", "inconsistent-attacks", "too-few-classes")
 # Outputs within this of [0, 1] and of summing to 1 count as probabilities (AutoAttack's 1e-5).
@@ -249,14 +250,15 @@ def run_checks(model, x, y, *, threat: Threat, attack: str, num_classes: int, op
     x = tf.convert_to_tensor(x, tf.float32)
     record("probabilities", probability_outputs(model(x, training=False)))
     record("randomness", randomness(model, x))
-    record("masked-gradients", masked_gradients(model, x, y))
+    attacked = attack_view(model)  # a float16 model's input gradients scaled as the evaluation's attack scales them
+    record("masked-gradients", masked_gradients(attacked, x, y))
     classes = None
     if "n_targets" in attack_spec(attack).options:
         classes = too_few_classes(attack, num_classes, options)
         record("too-few-classes", classes)
     attack_runs = classes is None or num_classes >= DLR_TARGETED_CLASSES
     if weaker_attacks(attack, threat) and attack_runs:
-        record("inconsistent-attacks", inconsistent_attacks(model, x, y, threat=threat, attack=attack,
-                                                            options=options, seed=seed, jit=jit))
+        record("inconsistent-attacks", inconsistent_attacks(attacked, x, y, threat=threat, attack=attack,
+                                                               options=options, seed=seed, jit=jit))
     order = {name: i for i, name in enumerate(CHECKS)}
     return CheckReport(tuple(sorted(ran, key=order.get)), tuple(found))
