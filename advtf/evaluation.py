@@ -42,9 +42,16 @@ class Evaluator:
 
         self._sums = BatchSums(strategy or tf.distribute.get_strategy(), replica_fn)
 
+    def sums(self, batches: tf.data.Dataset, *, progress=None, start: int = 0) -> dict[str, float]:
+        """Counts ``n``, ``clean`` (and ``robust``) over ``batches``, the first being batch ``start`` of the pass."""
+        return self._sums(batches, progress=progress, start=start)
+
     def __call__(self, batches: tf.data.Dataset, *, progress=None) -> dict:
         """``{"clean_accuracy", "n"}`` plus ``"robust_accuracy"`` when there is a threat."""
-        totals = self._sums(batches, progress=progress)
+        return self.accuracies(self.sums(batches, progress=progress))
+
+    def accuracies(self, totals: dict[str, float]) -> dict:
+        """``{"clean_accuracy", "n"}`` (and ``"robust_accuracy"``) of counts from :meth:`sums`."""
         n = int(totals.get("n", 0))
         result = {"n": n, "clean_accuracy": totals.get("clean", 0.0) / max(n, 1)}
         if self.threat is not None:

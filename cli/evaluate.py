@@ -22,7 +22,7 @@ from advtf.cli.options import (data_request, dataset_options, make_threat, parse
 @click.option("--check-images", type=click.IntRange(min=1), default=64, show_default=True,
               help="First test images the reliability checks run on.")
 @strategy_option()
-@run_options()
+@run_options(resumable=True)
 def evaluate(**kw):
     """Clean and robust accuracy of a trained model on the test split (true label attacked).
 

@@ -31,9 +31,10 @@ class BatchSums:
 
         self._step = step
 
-    def __call__(self, batches: tf.data.Dataset, *, progress=None) -> dict[str, float]:
+    def __call__(self, batches: tf.data.Dataset, *, progress=None, start: int = 0) -> dict[str, float]:
+        """Totals over ``batches``; the first is step ``start`` (a chunk of a longer pass: the same seeds)."""
         totals: dict[str, float] = {}
-        for i, (x, y) in enumerate(self.strategy.experimental_distribute_dataset(batches)):
+        for i, (x, y) in enumerate(self.strategy.experimental_distribute_dataset(batches), start):
             for k, v in self._step(x, y, tf.constant(i, tf.int64)).items():
                 totals[k] = totals.get(k, 0.0) + float(np.asarray(v))
             if progress is not None:

@@ -1,7 +1,8 @@
 """``advtf evaluate``: clean and robust accuracy of a trained model on the test split.
 
-The strategy-aware accuracy loop is :func:`advtf.evaluation.evaluate`; this job validates the
-request, loads the model inside the strategy's scope and writes results, table and figure.
+The strategy-aware accuracy counts are :class:`advtf.evaluation.Evaluator`'s; this job validates the
+request, loads the model inside the strategy's scope, counts batch by batch in resumable chunks
+(``--resume``) and writes results, table and figure.
 """
 
 from __future__ import annotations
@@ -9,15 +10,23 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
+import tensorflow as tf
+
 from advtf import validation as check
 from advtf.attacks import Threat
 from advtf.data import make_batches
+from advtf.data.rows import split_rows
 from advtf.distribute import STRATEGIES, make_strategy
-from advtf.evaluation import evaluate
+from advtf.evaluation import Evaluator
 from advtf.inputs import DataRequest, load_trained_model, model_fingerprint
 from advtf.jobs import Request
-from advtf.jobs.attack import accuracy_figure, check_threat
+from advtf.jobs.attack import accuracy_figure, check_threat, chunk_size
 from advtf.runs import write_json, write_table
+from advtf.runs.chunks import ChunkStore, process_in_chunks
+from advtf.runs.directory import BOOKKEEPING
+
+COUNTS = ("n", "clean", "robust")  # per batch, summed over the split
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,12 +71,22 @@ def run(request: EvaluateRequest, run, *, progress=None, report=None) -> dict[st
     with strategy.scope():
         model = load_trained_model(request.model, splits.info.image_shape)
     run.record_inputs(dataset=splits.fingerprint, model=model_fingerprint(request.model))
-    bar = progress(total=None, desc=f"{request.attack} on test") if progress else None
-    result = evaluate(model, make_batches(splits.test, request.batch_size, training=False), threat=threat,
-                      attack=request.attack, strategy=strategy, seed=data.seed, progress=bar, jit=request.jit,
-                      options=request.options)
-    if bar is not None:
-        bar.close()
+    evaluator = Evaluator(model, threat=threat, attack=request.attack, strategy=strategy, seed=data.seed,
+                          jit=request.jit, options=request.options)
+    # Counts per batch, kept by resumable chunk; batch i is seeded as in one pass (seed, i), whatever resumed.
+    rows = split_rows(splits.test, int(splits.sizes.get("test", 0)), run.path / BOOKKEEPING / "rows")
+
+    def batch(index):
+        counts = evaluator.sums(make_batches(tf.data.Dataset.from_tensor_slices((rows[index], rows.labels[index])),
+                                             len(index), training=False), start=int(index[0]) // request.batch_size)
+        return {k: np.array([counts.get(k, 0.0)]) for k in COUNTS}
+
+    store = ChunkStore(run.store)
+    done = process_in_chunks(store, len(rows), chunk_size=chunk_size(request.batch_size),
+                             batch_size=request.batch_size, batch_fn=batch, progress=progress,
+                             desc=f"{request.attack} on test")
+    totals = {k: sum(float(np.sum(c[k])) for c in store.iterate(done.chunks, [k])) for k in COUNTS}
+    result = evaluator.accuracies(totals)
     results = {**result, "attack": request.attack, "options": dict(request.options), "threat": threat.to_json(),
                "dataset": splits.info.name, "model": str(request.model), "checks": [], "warnings": None}
     if request.checks:
