@@ -52,18 +52,23 @@ def rss_and_wall(text: str) -> tuple[int | None, float | None]:
     return (int(rss.group(1)) if rss else None), seconds
 
 
-def run(command: list[str], out: Path, workers: int | None) -> dict:
+def run(command: list[str], out: Path, workers: int | None, chunk: int) -> dict:
     """``advtf COMMAND --out OUT`` as one process (workers None) or as every worker of a local cluster."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg", "CUDA_VISIBLE_DEVICES": "",
            "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
     env.pop("TF_CONFIG", None)
-    base = ["/usr/bin/time", "-v", sys.executable, "-P", "-m", "advtf.cli.main", *command, "--quiet", "--out", str(out)]
+    # attack cuts chunks of about job.CHUNK_EXAMPLES (2048) examples: set to --chunk here so small runs have several
+    program = ["-c", f"import advtf.jobs.attack as job; job.CHUNK_EXAMPLES = {chunk}; "
+               "from advtf.cli.main import main; main()"] if command[0] == "attack" else ["-m", "advtf.cli.main"]
+    base = ["/usr/bin/time", "-v", sys.executable, "-P", *program, *command, "--quiet", "--out", str(out)]
     if workers is None:
-        procs = [subprocess.Popen([*base, "--strategy", "default"], env=env, stdout=subprocess.PIPE,
+        strategy = ["--strategy", "default"] if command[0] != "attack" else []  # attack: no --strategy (auto)
+        procs = [subprocess.Popen([*base, *strategy], env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)]
     else:
         addresses = [f"127.0.0.1:{p}" for p in free_ports(workers)]
-        procs = [subprocess.Popen([*base, "--strategy", "multiworker"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        strategy = ["--strategy", "multiworker"] if command[0] != "attack" else []  # TF_CONFIG: auto is multiworker
+        procs = [subprocess.Popen([*base, *strategy], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True, env={**env, "TF_CONFIG": json.dumps(
                                       {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": i}})})
                  for i in range(workers)]
@@ -114,7 +119,7 @@ def main():
     if args.attack:
         jobs["attack"] = ["attack", str(model), "--dataset", args.dataset, "--test-subset", str(args.images),
                           "--attack", "pgd", "--norm", "l2", "--eps", "0.5", "--steps", str(args.steps),
-                          "--chunk-size", str(args.chunk), "--batch-size", str(args.batch)]
+                          "--batch-size", str(args.batch)]  # chunks: job.CHUNK_EXAMPLES = --chunk (run())
     report = {"model": args.model, "width": args.width, "dataset": args.dataset, "images": args.images,
               "steps": args.steps, "chunk": args.chunk, "batch": args.batch, "runs": {}}
     for name, command in jobs.items():
@@ -125,7 +130,7 @@ def main():
                 import shutil
 
                 shutil.rmtree(target)
-            row = run(command, target, workers)
+            row = run(command, target, workers, args.chunk)
             if row["images_per_second"]:
                 row["image_steps_per_second"] = round(row["images_per_second"] * args.steps, 1)
             report["runs"][label] = row
