@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from advtf.cli.options import (data_request, dataset_options, make_threat, parse_attack_options, print_summary,
-                               run_job, run_options, strategy_option, threat_options)
+from advtf.cli.options import (cluster_timeout_option, data_request, dataset_options, make_threat,
+                               parse_attack_options, print_summary, run_job, run_options, strategy_option,
+                               threat_options)
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -22,6 +23,7 @@ from advtf.cli.options import (data_request, dataset_options, make_threat, parse
 @click.option("--check-images", type=click.IntRange(min=1), default=64, show_default=True,
               help="First test images the reliability checks run on.")
 @strategy_option()
+@cluster_timeout_option()
 @run_options(resumable=True)
 def evaluate(**kw):
     """Clean and robust accuracy of a trained model on the test split (true label attacked).

@@ -114,7 +114,7 @@ def _check_outputs(name: str, path: Path) -> None:
 register("train", "Train a standard or adversarially robust classifier.", cli="advtf.cli.train:train",
          module="advtf.jobs.train", resumable=True)
 register("evaluate", "Clean and robust accuracy of a trained model.", cli="advtf.cli.evaluate:evaluate",
-         module="advtf.jobs.evaluate", resumable=True)
+         module="advtf.jobs.evaluate", resumable=True, cluster=True)
 register("attack", "Attack a model; save the adversarial dataset with success and norms.",
          cli="advtf.cli.attack:attack", module="advtf.jobs.attack", resumable=True,
          cluster=True)

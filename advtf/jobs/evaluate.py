@@ -17,7 +17,7 @@ from advtf import validation as check
 from advtf.attacks import Threat
 from advtf.data import make_batches
 from advtf.data.rows import split_rows
-from advtf.distribute import STRATEGIES, make_strategy
+from advtf.distribute import STRATEGIES, single_machine_strategy
 from advtf.evaluation import Evaluator
 from advtf.inputs import DataRequest, load_trained_model, model_fingerprint
 from advtf.jobs import Request
@@ -67,7 +67,7 @@ def run(request: EvaluateRequest, run, *, progress=None, report=None) -> dict[st
     """
     data, threat = request.data, request.threat
     splits = data.load()
-    strategy = make_strategy(request.strategy)
+    strategy = single_machine_strategy(request.strategy)  # multiworker: each worker its chunks (execute)
     with strategy.scope():
         model = load_trained_model(request.model, splits.info.image_shape)
     run.record_inputs(dataset=splits.fingerprint, model=model_fingerprint(request.model))

@@ -228,3 +228,21 @@ def test_attack_on_two_workers_equals_one_process(model, tmp_path):
     assert chief.returncode == 0 and worker.returncode == 0, chief.stderr[-3000:] + worker.stderr[-3000:]
     assert "worker 1 of 2 finished its share" in worker.stdout
     assert_same_dataset(tmp_path / "two", tmp_path / "one", "test", tables=("examples.csv", "results.csv"))
+
+
+EVALUATE = ["--dataset", "digits", "--test-subset", "64", "--attack", "pgd", "--norm", "l2", "--eps", "0.5",
+            "--steps", "3", "--batch-size", "8", "--no-checks", "--quiet"]
+
+
+@pytest.mark.slow
+def test_evaluate_on_two_workers_equals_one_process(model, tmp_path):
+    one = subprocess.run([*SMALL_CHUNKS, "evaluate", str(model), *EVALUATE, "--out", str(tmp_path / "one")],
+                         capture_output=True, text=True, env=ENV, timeout=400)
+    assert one.returncode == 0, one.stderr[-2000:]
+    chief, worker = finished(on_cluster(["evaluate", model, *EVALUATE, "--strategy", "multiworker",
+                                         "--out", tmp_path / "two"], commands={0: SMALL_CHUNKS, 1: SMALL_CHUNKS}))
+    assert chief.returncode == 0 and worker.returncode == 0, chief.stderr[-3000:] + worker.stderr[-3000:]
+    assert "worker 1 of 2 finished its share" in worker.stdout
+    a, b = (json.loads((d / "results.json").read_text()) for d in (tmp_path / "two", tmp_path / "one"))
+    assert a == b
+    assert (tmp_path / "two" / "results.csv").read_bytes() == (tmp_path / "one" / "results.csv").read_bytes()
