@@ -233,7 +233,7 @@ def make_peers(names, spec, model, batch_shape, np, tf, keras):
                 def apgd_t(x, y, x_start, robust):
                     # advtf's APGD-T: the top-3 non-true classes of the clean logits, one after the other,
                     # each on the examples still robust.
-                    logits = np.asarray(model(tf.constant(x), training=False))
+                    logits = np.array(model(tf.constant(x), training=False))  # a writable copy
                     logits[np.arange(len(y)), y] = -np.inf
                     order = np.argsort(-logits, axis=1, kind="stable")[:, :o.get("n_targets", 3)]
                     x_adv = x_start.copy()
