@@ -246,3 +246,20 @@ def test_evaluate_on_two_workers_equals_one_process(model, tmp_path):
     a, b = (json.loads((d / "results.json").read_text()) for d in (tmp_path / "two", tmp_path / "one"))
     assert a == b
     assert (tmp_path / "two" / "results.csv").read_bytes() == (tmp_path / "one" / "results.csv").read_bytes()
+
+
+@pytest.mark.parametrize("config, message", [
+    ("{not json", "TF_CONFIG is not valid JSON"),
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}', "TF_CONFIG's \"task\""),
+])
+def test_a_malformed_tf_config_is_one_line_and_exit_2(model, tmp_path, monkeypatch, config, message):
+    from click.testing import CliRunner
+
+    from advtf.cli.main import advtf
+
+    monkeypatch.setenv("TF_CONFIG", config)
+    result = CliRunner().invoke(advtf, ["robustify", str(model), *ROBUSTIFY, "--out", str(tmp_path / "R")])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], result.output
+    assert not (tmp_path / "R").exists() and not (tmp_path / "R.partial").exists()
