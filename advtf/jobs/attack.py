@@ -8,6 +8,10 @@ shared by every attacking job (:func:`check_threat`, :func:`check_attack_request
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +28,7 @@ from advtf.jobs import Request
 from advtf.plots.adversarial import examples_figure
 from advtf.plots.robustness import accuracy_vs_eps
 from advtf.runs import write_json, write_table
-from advtf.runs.chunks import ChunkStore, chunks_dataset, process_in_chunks
+from advtf.runs.chunks import ChunkStore, process_in_chunks
 from advtf.runs.directory import BOOKKEEPING
 
 # Per-example fields written to examples.csv (the images go into the saved dataset).
@@ -37,6 +41,8 @@ CHUNK_KEYS = {"image": np.float32, "natural": np.float32, "label": np.int32, "ta
               "adversarial_correct": None, "l0": None, "l1": None, "l2": None, "linf": None}
 ELEMENT_KEYS = ["image", "natural", "label", "target", "success", "clean_prediction", "adversarial_prediction"]
 CHUNK_EXAMPLES = 2048  # examples per resumable chunk (rounded to whole batches)
+AHEAD_CHUNKS = 2  # chunks the saved-dataset writer may hold unwritten (see paced_chunks)
+STALL_SECONDS = 60.0  # a writer whose files stop growing this long is not waited for (it failed or ended)
 
 
 def check_threat(attack: str, threat: Threat, options: dict | None = None) -> None:
@@ -143,7 +149,8 @@ def run(request: AttackJobRequest, run, *, progress=None, report=None) -> dict[s
     summary = summarize(rows, targeted=attack.targeted)
     run.fresh(split)  # a kill during an earlier final save may have left it half-written
     section = save_dataset(
-        run.path, {split: chunks_dataset(store, done.chunks, ELEMENT_KEYS)}, kind="adversarial", info=splits.info,
+        run.path, {split: paced_chunks(store, done.chunks, ELEMENT_KEYS, run.path / split)}, kind="adversarial",
+        info=splits.info,
         source={"dataset": data.dataset, "model": fingerprint, "split": split, "fingerprint": splits.fingerprint},
         parameters=attack.to_json(),
     )
@@ -169,6 +176,76 @@ def run(request: AttackJobRequest, run, *, progress=None, report=None) -> dict[s
                     run.path / "accuracy.png", num_classes=splits.info.num_classes,
                     title=f"accuracy before and after {title}")
     return results
+
+
+def paced_chunks(store: ChunkStore, count: int, keys: list[str], target: Path) -> tf.data.Dataset:
+    """Finished chunks ``0 .. count-1`` as one unbatched dataset for ``Dataset.save`` into ``target``,
+    yielding a chunk only once the saver has written all but ``AHEAD_CHUNKS`` chunks before it.
+
+    ``tf.data.Dataset.save`` hands elements to a writer thread through an unbounded queue; when the
+    disk is slower than the chunks are read, that queue held up to ~250 MiB at 200k examples, the
+    whole growth of ``advtf attack``'s peak memory with the split. The bytes in ``target`` (the
+    saver writes each element as one record of a fixed size, :func:`record_bytes`) tell how many
+    elements are written, so the generator waits for them: memory stays bounded by two chunks
+    (or 1 MiB, whichever is more).
+    """
+    first = store.load(0, keys)
+    signature = {k: tf.TensorSpec((None, *first[k].shape[1:]), tf.as_dtype(first[k].dtype)) for k in keys}
+    element = {k: tf.TensorSpec(s.shape[1:], s.dtype) for k, s in signature.items()}
+    per_element = record_bytes(element) if all(s.shape.is_fully_defined() for s in element.values()) else 0
+    del first
+
+    def generate():
+        yielded = 0
+        for chunk in store.iterate(count, keys):
+            arrays = {k: np.asarray(v) for k, v in chunk.items()}
+            del chunk
+            size = len(arrays[keys[0]])
+            # The writer's file buffer holds a few KiB back: never ask for its last MiB.
+            _wait_written(target, yielded * per_element - max(AHEAD_CHUNKS * size * per_element, 1 << 20))
+            yield arrays
+            yielded += size
+
+    return tf.data.Dataset.from_generator(generate, output_signature=signature).unbatch()
+
+
+def record_bytes(element: dict[str, tf.TensorSpec]) -> int:
+    """Bytes ``Dataset.save`` (no compression) writes per element of fixed-shape ``element``: the
+    difference between saving two and one zero elements (measured, the format being TensorFlow's)."""
+    sizes = []
+    with tempfile.TemporaryDirectory(prefix="advtf-record-") as tmp:
+        for n in (1, 2):
+            ds = tf.data.Dataset.from_tensors({k: tf.zeros(s.shape, s.dtype) for k, s in element.items()}).repeat(n)
+            ds.save(os.path.join(tmp, str(n)), shard_func=_one_shard)
+            sizes.append(_tree_bytes(Path(tmp, str(n)), "snapshot"))
+    return max(0, sizes[1] - sizes[0])
+
+
+@tf.autograph.experimental.do_not_convert
+def _one_shard(element) -> tf.Tensor:
+    return tf.constant(0, tf.int64)
+
+
+def _tree_bytes(root: Path, suffix: str = "snapshot") -> int:
+    """Total size of the ``*.<suffix>`` files under ``root`` (0 while it does not exist)."""
+    total = 0
+    for parent, _, files in os.walk(root):
+        total += sum(os.stat(os.path.join(parent, f)).st_size for f in files if f.endswith("." + suffix))
+    return total
+
+
+def _wait_written(target: Path, want: int) -> None:
+    """Sleeps until the snapshot files under ``target`` hold ``want`` bytes, or they stop growing."""
+    last, since = -1, time.monotonic()
+    while want > 0:
+        size = _tree_bytes(target)
+        if size >= want:
+            return
+        if size != last:
+            last, since = size, time.monotonic()
+        elif time.monotonic() - since > STALL_SECONDS:
+            return  # the writer failed or stopped: its error surfaces through Dataset.save
+        time.sleep(0.02)
 
 
 def chunk_size(batch_size: int) -> int:

@@ -102,3 +102,81 @@ def test_attack_killed_mid_run_resumes_to_the_same_outputs(model, in_memory, tmp
     resumed = cli("--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert_matches(out, in_memory)
+
+
+def _snapshot_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*.snapshot"))
+
+
+def test_record_bytes_is_what_dataset_save_writes_per_element(tmp_path):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    spec = {"image": tf.TensorSpec((5, 4, 3), tf.float32), "label": tf.TensorSpec((), tf.int32),
+            "success": tf.TensorSpec((), tf.bool)}
+    sizes = {}
+    for n in (3, 10):  # random values: the record size must not depend on them
+        ds = tf.data.Dataset.from_tensor_slices({"image": rng.random((n, 5, 4, 3), np.float32),
+                                                 "label": rng.integers(0, 9, n).astype(np.int32),
+                                                 "success": rng.random(n) > 0.5})
+        ds.save(str(tmp_path / str(n)), shard_func=lambda e: tf.constant(0, tf.int64))
+        sizes[n] = _snapshot_bytes(tmp_path / str(n))
+    per = attack_job.record_bytes(spec)
+    assert sizes[10] - sizes[3] == 7 * per
+    assert 5 * 4 * 3 * 4 + 4 + 1 <= per < 5 * 4 * 3 * 4 + 4 + 1 + 3 * 64  # raw bytes plus a small header
+
+
+def _chunk_store(tmp_path, chunks: int, size: int):
+    from advtf.runs.chunks import ChunkStore
+
+    store, rng = ChunkStore(tmp_path / "store"), np.random.default_rng(1)
+    for c in range(chunks):  # 64x64 float32 images: 2 MiB a chunk of 64, above the 1 MiB floor
+        store.save(c, {"image": rng.random((size, 64, 64, 1), np.float32), "label": rng.integers(0, 10, size).astype(np.int32)})
+    return store
+
+
+def test_paced_chunks_hold_back_until_the_writer_has_caught_up(tmp_path, monkeypatch):
+    """Chunk c is yielded only once c - AHEAD_CHUNKS chunks are on disk: with no writer, chunks 3 and 4
+    each wait out the stall timeout; with Dataset.save writing, every wait ends on the awaited bytes and
+    the saved elements are the chunks bit for bit."""
+    import time
+
+    from advtf.data import DatasetInfo, save_dataset
+
+    store = _chunk_store(tmp_path, 5, 64)
+    monkeypatch.setattr(attack_job, "STALL_SECONDS", 1.0)
+    arrivals, start = [], time.monotonic()
+    for i, _ in enumerate(attack_job.paced_chunks(store, 5, ["image", "label"], tmp_path / "nobody").as_numpy_iterator()):
+        if i % 64 == 0:
+            arrivals.append(time.monotonic() - start)
+    gaps = np.diff(arrivals)
+    assert len(arrivals) == 5 and max(gaps[:2]) < 1.0 <= min(gaps[2:]), arrivals
+
+    monkeypatch.setattr(attack_job, "STALL_SECONDS", 120.0)
+    waits, wait = [], attack_job._wait_written
+
+    def checked(target, want):
+        wait(target, want)
+        waits.append((want, _snapshot_bytes(target)))
+
+    monkeypatch.setattr(attack_job, "_wait_written", checked)
+    out = tmp_path / "saved"
+    out.mkdir()
+    info = DatasetInfo(name="t", num_classes=10, class_names=tuple("abcdefghij"), image_shape=(64, 64, 1),
+                       mean=(0.5,), std=(0.25,), natural_images=False, source="t")
+    started = time.monotonic()
+    save_dataset(out, {"train": attack_job.paced_chunks(store, 5, ["image", "label"], out / "train")},
+                 kind="test", info=info, source={}, parameters={})
+    assert time.monotonic() - started < 120.0
+    assert len(waits) == 5 and sum(want > 0 for want, _ in waits) == 2
+    assert all(got >= want for want, got in waits)
+    ds = tf_load(out / "train")
+    for key in ("image", "label"):
+        expected = np.concatenate([store.load(c, [key])[key] for c in range(5)])
+        assert np.stack([e[key] for e in ds]).tobytes() == expected.tobytes()
+
+
+def tf_load(path: Path) -> list[dict]:
+    import tensorflow as tf
+
+    return list(tf.data.Dataset.load(str(path)).as_numpy_iterator())
