@@ -14,10 +14,13 @@ Implementations per attack (``--impls``):
 - ``advtf_xla``: the library with ``jit=True``.
 - ``advtf_old``: the library's compiled function with the loop form before issue 17
   (``unroll=1``: one step per while-loop iteration), where the module has the ``unroll`` option.
-- ``limit``: the arithmetic limit: the forward+backward passes the attack must do, timed as a block
-  of calls of a compiled input-gradient function (and of a compiled forward pass for the forward-only
-  passes) on the same batch, as in ``bench_derived.py``. ``× limit`` is the paired median over rounds
-  of t_limit / t_attack.
+- ``limit``: the arithmetic limit: the forward+backward passes the attack must do (and its forward-only
+  passes), on the same batch, as one compiled function: a ``blocked_loop`` of input-gradient passes,
+  then one of forward passes, each adding 1e-30 × its result to a carried copy of x so none is pruned
+  (``make_limit``). Graph to graph: neither side pays a Python call per pass. ``× limit`` is the
+  paired median over rounds of t_limit / t_attack.
+- ``limit_calls``: the limit as measured before (a Python loop of compiled calls, one per pass, as in
+  ``bench_derived.py``); loose on a small model, where a call costs as much as a pass.
 - ``art`` / ``foolbox``: ART ``CarliniL2Method``, ``ElasticNet``, ``AutoProjectedGradientDescent``
   (APGD-T: one targeted-DLR run per each of the top-3 non-true classes on the still-robust examples,
   as advtf does), ``AutoAttack`` (members APGD-CE and APGD-DLR); Foolbox ``L2CarliniWagnerAttack``,
@@ -53,7 +56,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 ATTACKS = ("cw9x100", "cw5x1000", "ead_l1", "ead_en", "str", "apgd_ce", "apgd_dlr_t", "aa_lite")
-IMPLS = ("advtf", "advtf_full", "advtf_old", "advtf_xla", "limit", "art", "foolbox")
+IMPLS = ("advtf", "advtf_full", "advtf_old", "advtf_xla", "limit", "limit_calls", "art", "foolbox")
 SLOW_FACTOR = 1.3
 
 
@@ -76,6 +79,8 @@ def parse_args(argv=None):
     p.add_argument("--traces", type=int, default=20, help="fresh traces per attack for the slow-mode count (CNN)")
     p.add_argument("--traces-resnet", type=int, default=3, help="fresh traces per attack on ResNet20v2")
     p.add_argument("--trace-attacks", default="cw9x100,ead_en,str,apgd_ce,apgd_dlr_t")
+    p.add_argument("--trace-forms", default="1,10",
+                   help="loop forms counted (unroll values; 10 = the library's default)")
     p.add_argument("--scale-resnet", type=float, default=1.0,
                    help="multiply the iteration counts on ResNet20v2 by this (throughput is per pass)")
     p.add_argument("--model-cache", default="/tmp/advtf_bench_attacks_cnn.keras")
@@ -328,6 +333,38 @@ def load_model_and_batches(name, args, n_batches, batch, np, tf, keras, log):
 
 
 def make_limit(model, tf):
+    """The arithmetic limit as one compiled function: ``block(x, y, n_grad, n_fwd)`` runs ``n_grad``
+    input-gradient passes (forward + backward of the summed cross-entropy) and then ``n_fwd`` forward
+    passes on the batch inside one graph, in ``advtf.attacks.loops.blocked_loop`` (the attacks' loop
+    form), so an attack and its limit compare graph to graph. Each pass adds 1e-30 × its result to a
+    carried copy of ``x`` (the value does not change in float32; no pass can be pruned). The counts
+    are tensors: one trace serves every attack."""
+    from advtf.attacks.loops import blocked_loop
+
+    @tf.function(reduce_retracing=True)
+    def limit(x, y, n_grad, n_fwd):
+        def grad_step(i, xc):
+            with tf.GradientTape() as tape:
+                tape.watch(xc)
+                loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y, model(xc, training=False)))
+            return xc + 1e-30 * tape.gradient(loss, xc)
+
+        def fwd_step(i, xc):
+            return xc + 1e-30 * tf.reduce_sum(model(xc, training=False))
+
+        xc = blocked_loop(n_grad, grad_step, x)
+        return blocked_loop(n_fwd, fwd_step, xc)
+
+    def block(x, y, n_grad, n_fwd):
+        return limit(tf.convert_to_tensor(x), tf.cast(y, tf.int32), tf.constant(int(n_grad), tf.int32),
+                     tf.constant(int(n_fwd), tf.int32)).numpy()
+
+    return block
+
+
+def make_limit_calls(model, tf):
+    """The limit as measured before: a Python loop of compiled gradient / forward calls (one call per
+    pass; on a small model the per-call overhead makes it a loose bound). Kept as the ``limit_calls`` impl."""
     @tf.function(reduce_retracing=True)
     def grad(x, y):
         with tf.GradientTape() as tape:
@@ -375,6 +412,9 @@ def run_attack(name, spec, model, xb, yb, impl_names, peers_on, args, limit_bloc
         impls["advtf_old"] = lambda i, s: internal_call(spec, None, model, tf_x[i], tf_y[i], s, tf, unroll=1, **extra)
     if "limit" in impl_names:
         impls["limit"] = lambda i, s: limit_block(tf_x[i], tf_y[i], n_grad, n_fwd)
+    if "limit_calls" in impl_names:
+        calls = make_limit_calls(model, tf)
+        impls["limit_calls"] = lambda i, s: calls(tf_x[i], tf_y[i], n_grad, n_fwd)
     if peers_on:
         names = [k for k in impl_names if k != "art" or name in args.art_attacks.split(",")]
         peer_impls, errors = make_peers(names, spec, model, xb[0].shape, np, tf, keras)
@@ -407,15 +447,15 @@ def run_attack(name, spec, model, xb, yb, impl_names, peers_on, args, limit_bloc
             out = np.asarray(impls[k](i, 1000 + r))
             rec[k]["seconds"].append(time.perf_counter() - t0)
             rec[k]["rounds"].append(r)
-            if k != "limit":
+            if not k.startswith("limit"):
                 n_img = len(out)
                 succ, norm, box = strength(spec, model, xb[i][:n_img], yb[i][:n_img], out, np, tf)
                 rec[k]["success"].append(succ.tolist())
                 rec[k]["norm"].append(norm.tolist())
                 rec[k]["box_ok"] &= box
         log(f"    round {r} load {os.getloadavg()[0]:.1f}: " + ", ".join(
-            f"{k} {len(rec[k]['success'][-1]) if k != 'limit' else len(xb[i])} img "
-            f"{rec[k]['seconds'][-1]:.1f} s" for k in order if rec[k]["rounds"] and rec[k]["rounds"][-1] == r))
+            f"{k} {len(rec[k]['success'][-1]) if not k.startswith('limit') else len(xb[i])} img "
+            f"{rec[k]['seconds'][-1]:.2f} s" for k in order if rec[k]["rounds"] and rec[k]["rounds"][-1] == r))
     return summarise(name, spec, rec, len(xb[0]), errors, np)
 
 
@@ -429,13 +469,13 @@ def summarise(name, spec, rec, batch, errors, np):
         return {r: t for r, t in zip(rec[k]["rounds"], rec[k]["seconds"])}
 
     def per_image_time(k):  # seconds per image, per round
-        return {r: t / (len(rec[k]["success"][j]) if k != "limit" else batch)
+        return {r: t / (len(rec[k]["success"][j]) if not k.startswith("limit") else batch)
                 for j, (r, t) in enumerate(zip(rec[k]["rounds"], rec[k]["seconds"]))}
 
     for k, r in rec.items():
         if not r["seconds"]:
             continue
-        n_img = batch if k == "limit" else len(r["success"][0])
+        n_img = batch if k.startswith("limit") else len(r["success"][0])
         e = {"seconds": r["seconds"], "rounds": r["rounds"], "images": n_img,
              "images_per_s": float(n_img / np.median(r["seconds"]))}
         mine = per_image_time(k)
@@ -447,7 +487,7 @@ def summarise(name, spec, rec, batch, errors, np):
                     # x limit: t_limit / t_k; speed-up of advtf over k: t_k / t_advtf (per image)
                     vals = [other[q] / mine[q] if key == "x_limit_paired" else mine[q] / other[q] for q in common]
                     e[key] = float(np.median(vals))
-        if k != "limit":
+        if not k.startswith("limit"):
             succ = [np.array(v) for v in r["success"]]
             norms = [np.array(v) for v in r["norm"]]
             rates = [float(v.mean()) for v in succ]
@@ -481,7 +521,7 @@ def summarise(name, spec, rec, batch, errors, np):
     return out
 
 
-def run_traces(name, spec, model, x, y, count, limit_block, np, tf, log):
+def run_traces(name, spec, model, x, y, count, limit_block, np, tf, log, forms=(1, None)):
     """``count`` fresh traces of the library's compiled function per loop form (``unroll`` 1, the old
     one-step loop, and the default): t / t_limit each; slow ones flagged."""
     from advtf.attacks.loops import UNROLL
@@ -492,7 +532,7 @@ def run_traces(name, spec, model, x, y, count, limit_block, np, tf, log):
     n_grad, n_fwd = pass_counts(spec)
     raw = raw_function(spec)
     tx, ty = tf.constant(x), tf.constant(y)
-    forms = (1, UNROLL) if has_unroll(spec) else (None,)
+    forms = tuple(UNROLL if u is None else u for u in forms) if has_unroll(spec) else (None,)
     res = {}
     for u in forms:
         extra = {"compact": False} if spec["family"] == "apgd" else {}
@@ -543,6 +583,10 @@ def table(results):
                 if k == "limit":
                     lines.append(f"| {model} | {name} | limit ({res['passes']['grad']} grad + {res['passes']['forward']} "
                                  f"fwd, batch {res['batch']}) | {e['images_per_s']:.2f} | 1 | | | | |")
+                    continue
+                if k == "limit_calls":
+                    lines.append(f"| {model} | {name} | limit_calls (one Python call per pass) | {e['images_per_s']:.2f} "
+                                 f"| {e.get('x_limit_paired', float('nan')):.3f} | | | | |")
                     continue
                 sr = f"{e['success_rate']:.3f} ± {e['success_rate_sd_rounds']:.3f}"
                 if "robust_accuracy" in e:
@@ -634,8 +678,9 @@ def main(argv=None):
         count = args.traces if mname == "cnn" else args.traces_resnet
         for name in [a for a in args.trace_attacks.split(",") if a and count > 0]:
             spec = specs[name] if mname == "cnn" else scaled(specs[name], args.scale_resnet)
+            forms = tuple(int(u) for u in args.trace_forms.split(",") if u)
             results[mname]["traces"][name] = run_traces(name, spec, model, xb[0], yb[0], count, limit_block, np, tf,
-                                                        log)
+                                                        log, forms)
             save()
     log(save())
     return 0
