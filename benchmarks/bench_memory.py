@@ -13,6 +13,10 @@ The model is a tiny untrained CNN (``test_cnn``), the attack PGD-1 (L2, eps 0.5)
 the figures measure memory, not time. ``--source DIR`` runs the CLI of another checkout (e.g. a
 ``git worktree`` of an older commit) with this script's Python, for before/after figures.
 
+Besides the peak, the child's ``VmRSS`` is sampled every 0.25 s and split by phase: before the
+output's ``<split>/`` directory (the saved dataset) appears (``work``), and from then on (``save``). That
+split is how the growth of ``attack`` was traced to ``tf.data.Dataset.save``'s writer queue.
+
 Example::
 
     python benchmarks/bench_memory.py --work /tmp/advtf-mem --json benchmarks/results/memory_after.json
@@ -94,16 +98,36 @@ def tiny_model(path: Path) -> Path:
     return path
 
 
-def peak_rss(args: list[str], source: Path, log: Path) -> tuple[int, float, int]:
-    """Runs the CLI of ``source`` with ``args``; returns (peak RSS in bytes, seconds, exit code)."""
+def _vm_rss(pid: int) -> int:
+    """The resident memory of ``pid`` now, in bytes (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:")), 0)
+    except OSError:
+        return 0
+
+
+def peak_rss(args: list[str], source: Path, log: Path, save_dir: Path | None = None) -> tuple[int, float, int, dict]:
+    """Runs the CLI of ``source`` with ``args``; returns (peak RSS in bytes, seconds, exit code, phases).
+
+    ``phases`` holds the largest sampled RSS before ``save_dir`` first exists (``work``) and from then on
+    (``save``: the saved dataset, then the tables and figures).
+    """
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg", "CUDA_VISIBLE_DEVICES": ""}
-    start = time.time()
+    start, phases, saving = time.time(), {"work": 0, "save": 0}, False
     with open(log, "w") as err:
         child = subprocess.Popen([sys.executable, "-P", "-c", DRIVER, str(source), *args], env=env,
                                  stdout=err, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(child.pid, 0)
+        while True:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                break
+            saving = saving or (save_dir is not None and save_dir.exists())  # and after: tables, figures
+            phase = "save" if saving else "work"
+            phases[phase] = max(phases[phase], _vm_rss(child.pid))
+            time.sleep(0.25)
     child.returncode = os.waitstatus_to_exitcode(status)
-    return usage.ru_maxrss * 1024, time.time() - start, child.returncode
+    return usage.ru_maxrss * 1024, time.time() - start, child.returncode, phases
 
 
 def main() -> None:
@@ -123,7 +147,8 @@ def main() -> None:
         if any(CASES[c][0] == "GEN" for c in cases) else None
     rows = []
     print(f"source {args.source}  (python {sys.version.split()[0]}, load {os.getloadavg()[0]:.2f})")
-    print(f"{'job':10s} {'case':12s} {'images':>8s} {'peak RSS MiB':>13s} {'seconds':>8s}")
+    print(f"{'job':10s} {'case':12s} {'images':>8s} {'peak RSS MiB':>13s} {'work MiB':>8s} {'save MiB':>8s} "
+          f"{'seconds':>8s}")
     for job in args.jobs.split(","):
         for case in cases:
             dataset, subset = CASES[case]
@@ -134,12 +159,14 @@ def main() -> None:
             cli = [*JOBS[job][:1], str(model), *JOBS[job][1:], "--dataset", dataset, "--quiet", "--out", str(out)]
             if subset:
                 cli += ["--train-subset", str(subset)]
-            rss, seconds, code = peak_rss(cli, args.source, args.work / f"{job}-{case}.log")
+            rss, seconds, code, phases = peak_rss(cli, args.source, args.work / f"{job}-{case}.log",
+                                                  out.with_name(out.name + ".partial") / "train")
             images = subset or (60_000 if dataset == "fashion_mnist" else args.generated)
             rows.append({"job": job, "case": case, "images": images, "peak_rss_bytes": rss,
-                         "seconds": round(seconds, 1), "exit_code": code, "args": cli})
+                         "sampled_rss_bytes": phases, "seconds": round(seconds, 1), "exit_code": code, "args": cli})
             note = "" if code == 0 else f"  FAILED (exit {code}, see {args.work / f'{job}-{case}.log'})"
-            print(f"{job:10s} {case:12s} {images:8d} {rss / 2**20:13.0f} {seconds:8.1f}{note}", flush=True)
+            print(f"{job:10s} {case:12s} {images:8d} {rss / 2**20:13.0f} {phases['work'] / 2**20:8.0f} "
+                  f"{phases['save'] / 2**20:8.0f} {seconds:8.1f}{note}", flush=True)
             shutil.rmtree(out, ignore_errors=True)  # the 200k outputs take GBs
     for job in args.jobs.split(","):
         done = {r["case"]: r["peak_rss_bytes"] for r in rows if r["job"] == job and r["exit_code"] == 0}
