@@ -41,7 +41,7 @@ CHUNK_KEYS = {"image": np.float32, "natural": np.float32, "label": np.int32, "ta
               "adversarial_correct": None, "l0": None, "l1": None, "l2": None, "linf": None}
 ELEMENT_KEYS = ["image", "natural", "label", "target", "success", "clean_prediction", "adversarial_prediction"]
 CHUNK_EXAMPLES = 2048  # examples per resumable chunk (rounded to whole batches)
-AHEAD_CHUNKS = 2  # chunks the saved-dataset writer may hold unwritten (see paced_chunks)
+AHEAD_CHUNKS = 1  # chunks the saved-dataset writer may hold unwritten besides the one read (paced_chunks)
 STALL_SECONDS = 60.0  # a writer whose files stop growing this long is not waited for (it failed or ended)
 
 
@@ -186,8 +186,8 @@ def paced_chunks(store: ChunkStore, count: int, keys: list[str], target: Path) -
     disk is slower than the chunks are read, that queue held up to ~250 MiB at 200k examples, the
     whole growth of ``advtf attack``'s peak memory with the split. The bytes in ``target`` (the
     saver writes each element as one record of a fixed size, :func:`record_bytes`) tell how many
-    elements are written, so the generator waits for them: memory stays bounded by two chunks
-    (or 1 MiB, whichever is more).
+    elements are written, so the generator waits for them: memory stays bounded by two chunks (the
+    one unwritten and the one in hand; or 1 MiB, whichever is more).
     """
     first = store.load(0, keys)
     signature = {k: tf.TensorSpec((None, *first[k].shape[1:]), tf.as_dtype(first[k].dtype)) for k in keys}

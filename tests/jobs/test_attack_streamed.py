@@ -144,6 +144,7 @@ def test_paced_chunks_hold_back_until_the_writer_has_caught_up(tmp_path, monkeyp
     from advtf.data import DatasetInfo, save_dataset
 
     store = _chunk_store(tmp_path, 5, 64)
+    monkeypatch.setattr(attack_job, "AHEAD_CHUNKS", 2)
     monkeypatch.setattr(attack_job, "STALL_SECONDS", 1.0)
     arrivals, start = [], time.monotonic()
     for i, _ in enumerate(attack_job.paced_chunks(store, 5, ["image", "label"], tmp_path / "nobody").as_numpy_iterator()):
