@@ -30,7 +30,7 @@ CASES = [
     (_relabel, ["-O", "confidence=1"], "has no option"),
     (_relabel, ["--figure-examples", "0"], "--figure-examples must be >= 1"),
     (_relabel, ["--chunk-size", "0"], "--chunk-size"),
-    (_relabel, ["--strategy", "multiworker"], "one machine"),  # refused inside the run directory
+    (_relabel, ["--strategy", "multiworker"], "TF_CONFIG"),  # a cluster run without its cluster
     (_retrain, ["--eps", "inf"], "not a number"),
     (_retrain, ["--eps", "1e400"], "not a finite number"),
     (_retrain, ["--eps", "-0.1"], "--eps must be > 0"),
