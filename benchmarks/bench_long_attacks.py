@@ -533,6 +533,7 @@ def run_traces(name, spec, model, x, y, count, limit_block, np, tf, log, forms=(
     raw = raw_function(spec)
     tx, ty = tf.constant(x), tf.constant(y)
     forms = tuple(UNROLL if u is None else u for u in forms) if has_unroll(spec) else (None,)
+    limit_block(tx, ty, 1, 1)  # trace the limit before the first timed pair
     res = {}
     for u in forms:
         extra = {"compact": False} if spec["family"] == "apgd" else {}
