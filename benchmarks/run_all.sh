@@ -47,9 +47,14 @@ ADVTF="$(dirname "$PY")/advtf" benchmarks/attack_table.sh "${TMPDIR:-/tmp}/advtf
 cat "$OUT/memory_after.txt"
 # Long attacks (issue 17): C&W, EAD, Str, APGD, autoattack-lite vs their limit, the old loop form, XLA, ART and
 # Foolbox (PY must have the peers: see step 7); RESULTS.md, "Long attacks"
-"$PY" benchmarks/bench_long_attacks.py --models cnn --rounds 2 --batch-cnn 16 --peer-images 8 \
-  --impls advtf,advtf_old,advtf_full,advtf_xla,limit,art,foolbox --peer-attacks cw9x100,ead_en,apgd_ce,apgd_dlr_t \
-  --art-attacks apgd_ce,apgd_dlr_t --traces 5 --trace-attacks cw9x100,apgd_ce --out "$OUT/long_cnn"
+"$PY" benchmarks/bench_long_attacks.py --models cnn --rounds 3 --batch-cnn 16 --peer-images 8 \
+  --attacks cw9x100,ead_en,ead_l1,str,apgd_ce,apgd_dlr_t,aa_lite \
+  --impls advtf,advtf_old,advtf_full,limit,limit_calls,art --peer-attacks apgd_dlr_t --art-attacks apgd_dlr_t \
+  --traces 0 --out "$OUT/long_cnn"
+"$PY" benchmarks/bench_long_attacks.py --models cnn --rounds 1 --batch-cnn 16 --attacks "" --traces 20 --trace-forms 10 \
+  --trace-attacks cw9x100,apgd_ce --out "$OUT/long_cnn_traces"
+"$PY" benchmarks/bench_long_attacks.py --models cnn --rounds 1 --batch-cnn 16 --peer-images 4 --attacks cw5x1000 \
+  --impls advtf,limit,foolbox --peer-attacks cw5x1000 --traces 0 --out "$OUT/long_cnn_cw5x1000"
 "$PY" benchmarks/bench_long_attacks.py --models resnet --rounds 2 --batch-resnet 4 --scale-resnet 0.2 \
-  --attacks cw9x100,ead_en,str,apgd_ce,aa_lite --impls advtf,advtf_old,advtf_full,limit --traces-resnet 0 \
+  --attacks cw9x100,ead_en,str,apgd_ce --impls advtf,advtf_full,limit,limit_calls --traces-resnet 0 \
   --out "$OUT/long_resnet"
