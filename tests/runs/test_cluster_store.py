@@ -19,10 +19,13 @@ from advtf.runs.cluster import Cluster, ClusterStore, WorkerFinished, WorkerRun,
 N, CHUNK, BATCH = 23, 5, 2  # 5 chunks: worker 0 takes 0, 2, 4; worker 1 takes 1, 3
 
 
-def thread_clusters(workers: int) -> list[Cluster]:
-    """Clusters whose gather is an exchange between threads (what MultiWorkerMirroredStrategy does)."""
+def thread_clusters(workers: int, timeout: float = 20) -> list[Cluster]:
+    """Clusters whose gather is an exchange between threads (what MultiWorkerMirroredStrategy does).
+
+    ``timeout`` stands for the collective's: a member that never arrives breaks the barrier after it.
+    """
     rows: list = [None] * workers
-    barrier = threading.Barrier(workers, timeout=20)
+    barrier = threading.Barrier(workers, timeout=timeout)
 
     def gather_for(index):
         def gather(values):
@@ -109,7 +112,7 @@ def test_a_rerun_skips_chunks_any_worker_finished_even_with_another_worker_count
 
 def test_cluster_run_chief_commits_and_worker_writes_only_its_store(tmp_path):
     out = tmp_path / "out"
-    clusters = thread_clusters(2)
+    clusters = thread_clusters(2, timeout=180)  # both arrive; 20 s was too short for the chief on a loaded CI machine
     request = {"steps": 3}
 
     def member(cluster):
