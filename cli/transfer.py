@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from advtf.cli.options import (data_request, dataset_options, make_attack_request, make_threat, parse_pairs,
-                               print_summary, run_job, run_options, targeting_options, threat_options)
+from advtf.cli.options import (cluster_timeout_option, data_request, dataset_options, make_attack_request,
+                               make_threat, parse_pairs, print_summary, run_job, run_options, targeting_options,
+                               threat_options)
 
 
 @click.command("robust-table", context_settings={"max_content_width": 100})
@@ -18,7 +19,8 @@ from advtf.cli.options import (data_request, dataset_options, make_attack_reques
               help="Which split of every test set to evaluate.")
 @dataset_options(only=("data_dir", "train_subset", "test_subset", "seed"))
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
-@run_options()
+@cluster_timeout_option()
+@run_options(resumable=True)
 def robust_table(**kw):
     """Accuracy of classifiers on test sets: Springer et al.'s Tables 1/2.
 
@@ -61,7 +63,8 @@ def robust_table(**kw):
 @targeting_options()
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--xla", is_flag=True, help="Compile the attack loop with XLA (faster on GPU, slower on CPU).")
-@run_options()
+@cluster_timeout_option()
+@run_options(resumable=True)
 def transfer_eval(**kw):
     """Transfer attacks from sources of varying robustness to victims: Springer et al.'s Figures 5/6.
 

@@ -49,3 +49,10 @@ def accuracy_matrix(classifiers: dict, testsets: dict[str, tf.data.Dataset], *, 
         if not n[t]:
             raise UserError(f"test set {t} is empty; pass a dataset with images in the evaluated split")
     return {"accuracy": {c: {t: correct[c][t] / n[t] for t in testsets} for c in classifiers}, "n": n}
+
+
+def batch_hits(classifiers: dict, x, y) -> list[int]:
+    """How many images of one batch ``(x, y)`` every classifier gets right, in the classifiers' order
+    (the counts :func:`accuracy_matrix` sums)."""
+    x, y = tf.convert_to_tensor(x), np.asarray(y)
+    return [count_hits(predict_classes(model, x).numpy(), y) for model in classifiers.values()]

@@ -83,3 +83,47 @@ def transfer_matrix(sources: dict, victims: dict, batches: tf.data.Dataset, requ
             "table": {s: {v: hits[s][v] / n for v in victims} for s in sources},
             "white_box": {s: white_box[s] / n for s in sources},
             "clean": {v: clean[v] / n for v in victims}, "n": n, "targets": targets}
+
+
+def transfer_batch_counts(sources: dict, victims: dict, x: np.ndarray, y: np.ndarray, request: AttackRequest, *,
+                          num_classes: int, seed: int = 0, jit: bool = False, batch: int = 0) -> dict[str, int]:
+    """The hits of one batch ``(x, y)``, global batch index ``batch``, as :func:`transfer_matrix` counts them.
+
+    Keys (sources and victims by position, as names need not be file names): ``n``,
+    ``hits_<s>_<v>``, ``white_box_<s>`` and ``clean_<v>``. The attack of every source is seeded
+    with ``[seed, batch]``, so summing the batches of a split gives :func:`transfer_matrix`'s
+    counts whatever order (or process) the batches ran in; :func:`matrix_from_counts` turns the
+    sums into its result.
+    """
+    targeted = request.targeted
+    counts: dict[str, int] = {"n": len(y)}
+    first = None
+    for s, model in enumerate(sources.values()):
+        row = next(attack_batches(model, [(tf.constant(x), tf.constant(y))], request, num_classes=num_classes,
+                                  seed=seed, jit=jit, start=batch))
+        reference = row["target"] if targeted else row["label"]
+        if first is None:
+            first = reference
+        elif targeted and not np.array_equal(reference, first):
+            raise RuntimeError("targets differ between sources; the batches are not in a fixed order")
+        counts[f"white_box_{s}"] = count_hits(row["adversarial_prediction"], reference, equal=targeted)
+        images = tf.convert_to_tensor(row["image"])
+        for v, victim in enumerate(victims.values()):
+            counts[f"hits_{s}_{v}"] = count_hits(predict_classes(victim, images).numpy(), reference, equal=targeted)
+            if s == 0:  # the natural images are the same for every source
+                natural = predict_classes(victim, tf.convert_to_tensor(row["natural"])).numpy()
+                counts[f"clean_{v}"] = count_hits(natural, reference, equal=targeted)
+    return counts
+
+
+def matrix_from_counts(sources, victims, counts: dict[str, int], *, targeted: bool) -> dict:
+    """:func:`transfer_matrix`'s result (without ``targets``) from the summed :func:`transfer_batch_counts`."""
+    n = int(counts["n"])
+    if not n:
+        raise UserError("the dataset's test split is empty; nothing to attack")
+    sources, victims = list(sources), list(victims)
+    return {"metric": metric_name(targeted),
+            "table": {s: {v: int(counts[f"hits_{i}_{j}"]) / n for j, v in enumerate(victims)}
+                      for i, s in enumerate(sources)},
+            "white_box": {s: int(counts[f"white_box_{i}"]) / n for i, s in enumerate(sources)},
+            "clean": {v: int(counts[f"clean_{j}"]) / n for j, v in enumerate(victims)}, "n": n}

@@ -139,9 +139,11 @@ register("relabel", "Zero-robust / negative-robust relabeled dataset, targeted a
          cli="advtf.cli.derived:relabel", module="advtf.jobs.relabel", resumable=True,
          cluster=True)
 register("robust-table", "Accuracy matrix: classifiers x test sets (e.g. robustified sets), with chance marked.",
-         cli="advtf.cli.transfer:robust_table", module="advtf.jobs.robust_table")
+         cli="advtf.cli.transfer:robust_table", module="advtf.jobs.robust_table", resumable=True,
+         cluster=True)
 register("transfer-eval", "Transfer attacks: sources of varying robustness x victim models (Springer et al. 2021).",
-         cli="advtf.cli.transfer:transfer_eval", module="advtf.jobs.transfer_eval")
+         cli="advtf.cli.transfer:transfer_eval", module="advtf.jobs.transfer_eval", resumable=True,
+         cluster=True)
 register("retrain", "Block-wise retraining: reinitialise and retrain modules, the rest frozen "
          "(Siddiqui & Breuel 2021).", cli="advtf.cli.retrain:retrain", module="advtf.jobs.retrain",
          resumable=True, cluster=True)

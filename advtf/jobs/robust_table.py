@@ -1,8 +1,9 @@
 """``advtf robust-table``: accuracy of classifiers on test sets (Springer et al. 2021, Tables 1/2/5/6).
 
-The accuracy matrix is :func:`advtf.analysis.robust_table.accuracy_matrix`; this job loads and
-checks every classifier and test set before the first forward pass and writes the table,
-its heat map and ``results.json``.
+The accuracy matrix is :func:`advtf.analysis.robust_table.accuracy_matrix`'s; this job loads and
+checks every classifier and test set before the first forward pass, counts batch by batch in
+resumable chunks (``--resume``; one chunked pass per test set, shared by the workers of a cluster
+run) and writes the table, its heat map and ``results.json``.
 """
 
 from __future__ import annotations
@@ -10,16 +11,20 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from advtf import validation as check
-from advtf.analysis.robust_table import accuracy_matrix
-from advtf.data import make_batches
+from advtf.analysis.robust_table import batch_hits
+from advtf.data.rows import split_rows
 from advtf.errors import UserError
 from advtf.inputs import DataRequest, check_model_fits, load_named_models, model_fingerprint
 from advtf.jobs import Request
+from advtf.jobs.attack import chunk_size
 from advtf.plots.transfer import accuracy_heatmap
 from advtf.runs import write_json, write_table
+from advtf.runs.chunks import ChunkStore, process_in_chunks
+from advtf.runs.directory import BOOKKEEPING
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,12 +87,26 @@ def run(request: RobustTableRequest, run, *, progress=None, report=None) -> dict
     num_classes = next(iter(loaded.values())).info.num_classes
     run.record_inputs(classifiers={c: model_fingerprint(p) for c, p in classifiers.items()},
                       testsets={t: s.fingerprint for t, s in loaded.items()})
-    total = sum(s.sizes.get(split, 0) for s in loaded.values())
-    bar = progress(total=total, desc=f"{len(models)} classifiers", unit="img") if progress else None
-    matrix = accuracy_matrix(models, {t: make_batches(ds, request.batch_size, training=False)
-                                      for t, ds in streams.items()}, progress=bar)
-    if bar is not None:
-        bar.close()
+    sizes = {t: int(s.sizes.get(split, 0)) for t, s in loaded.items()}
+    for t, size in sizes.items():
+        if not size:
+            raise UserError(f"test set {t} is empty; pass a dataset with images in the evaluated split")
+    # Per test set, hits per batch kept by resumable chunk (store keys testset<i>_00000 ...).
+    correct = {c: {} for c in classifiers}
+    for i, (t, stream) in enumerate(streams.items()):
+        images = split_rows(stream, sizes[t], run.path / BOOKKEEPING / f"rows-{i}")
+
+        def batch(index, images=images):
+            return {"hits": np.array([batch_hits(models, images[index], images.labels[index])], np.int64)}
+
+        store = ChunkStore(run.store, prefix=f"testset{i}")
+        done = process_in_chunks(store, sizes[t], chunk_size=chunk_size(request.batch_size),
+                                 batch_size=request.batch_size, batch_fn=batch, progress=progress,
+                                 desc=f"{len(models)} classifiers on {t}", final=i == len(streams) - 1)
+        hits = sum(np.asarray(chunk["hits"]).sum(axis=0) for chunk in store.iterate(done.chunks, ["hits"]))
+        for c, h in zip(classifiers, hits):
+            correct[c][t] = int(h)
+    matrix = {"accuracy": {c: {t: correct[c][t] / sizes[t] for t in testsets} for c in classifiers}, "n": sizes}
     chance = 1.0 / num_classes
     results = {**matrix, "num_classes": num_classes, "chance": chance, "split": split,
                "inputs": {"classifiers": {c: str(p) for c, p in classifiers.items()},

@@ -1,8 +1,9 @@
 """``advtf transfer-eval``: transfer attacks from sources of increasing robustness (Springer et al. 2021, Sec. 5.2).
 
-The source-by-victim matrix is :func:`advtf.analysis.transfer.transfer_matrix`; this job loads
-and checks every source and victim before the first attack and writes the table, the
-curves of Figures 5/6 and ``results.json``.
+The source-by-victim matrix is :func:`advtf.analysis.transfer.transfer_matrix`'s; this job loads
+and checks every source and victim before the first attack, counts batch by batch in resumable
+chunks (``--resume``; shared by the workers of a cluster run) and writes the table, the curves of
+Figures 5/6 and ``results.json``.
 """
 
 from __future__ import annotations
@@ -12,14 +13,18 @@ from typing import Any
 
 from advtf import validation as check
 from advtf.adversarial import AttackRequest
-from advtf.analysis.transfer import order_sources, transfer_matrix
-from advtf.data import make_batches
+import numpy as np
+
+from advtf.analysis.transfer import matrix_from_counts, order_sources, transfer_batch_counts
+from advtf.data.rows import split_rows
 from advtf.errors import UserError
 from advtf.inputs import DataRequest, check_model_fits, load_named_models, model_fingerprint
 from advtf.jobs import Request
-from advtf.jobs.attack import check_attack_request
+from advtf.jobs.attack import check_attack_request, chunk_size
 from advtf.plots.transfer import transfer_curves
 from advtf.runs import write_json, write_table
+from advtf.runs.chunks import ChunkStore, process_in_chunks
+from advtf.runs.directory import BOOKKEEPING
 
 RESERVED = ("source", "eps", "white_box")  # columns of transfer.csv besides the victims
 
@@ -76,13 +81,25 @@ def run(request: TransferRequest, run, *, progress=None, report=None) -> dict[st
     run.record_inputs(dataset=splits.fingerprint,
                       sources={name: model_fingerprint(path) for name, _, path in ordered},
                       victims={name: model_fingerprint(path) for name, path in victims.items()})
-    total = splits.sizes.get("test", 0) * len(ordered)
-    bar = progress(total=total, desc=f"{attack.name} from {len(ordered)} sources", unit="img") if progress else None
-    matrix = transfer_matrix(source_models, victim_models, make_batches(test, request.batch_size, training=False),
-                             attack, num_classes=info.num_classes, seed=data.seed, jit=request.jit, progress=bar)
-    if bar is not None:
-        bar.close()
-    matrix.pop("targets")
+    n = int(splits.sizes.get("test", 0))
+    if not n:
+        raise UserError("the dataset's test split is empty; nothing to attack")
+    # Counts per batch, kept by resumable chunk; batch i is seeded as in one pass (seed, i), whatever resumed.
+    images = split_rows(test, n, run.path / BOOKKEEPING / "rows")
+    ordered_sources = {name: source_models[name] for name, _, _ in ordered}
+
+    def batch(index):
+        counts = transfer_batch_counts(ordered_sources, victim_models, images[index], images.labels[index], attack,
+                                       num_classes=info.num_classes, seed=data.seed, jit=request.jit,
+                                       batch=int(index[0]) // request.batch_size)
+        return {k: np.array([v], np.int64) for k, v in counts.items()}
+
+    store = ChunkStore(run.store)
+    done = process_in_chunks(store, n, chunk_size=chunk_size(request.batch_size), batch_size=request.batch_size,
+                             batch_fn=batch, progress=progress, desc=f"{attack.name} from {len(ordered)} sources")
+    totals = {k: sum(int(np.sum(c[k])) for c in store.iterate(done.chunks, [k]))
+              for k in _count_keys(len(ordered), len(victims))}
+    matrix = matrix_from_counts(ordered_sources, victims, totals, targeted=attack.targeted)
     results = {**matrix, "sources": [{"name": name, "eps": eps, "model": str(path)} for name, eps, path in ordered],
                "x_axis": "categorical: sources equally spaced in order of eps, labelled by eps",
                **attack.to_json(), "dataset": info.name,
@@ -99,3 +116,10 @@ def run(request: TransferRequest, run, *, progress=None, report=None) -> dict[st
                     title=f"{kind} {attack.name} transfer ({attack.threat.norm}, eps={attack.threat.eps:g}) "
                           f"on {info.name}")
     return results
+
+
+def _count_keys(sources: int, victims: int) -> list[str]:
+    """The keys of :func:`advtf.analysis.transfer.transfer_batch_counts` for these many sources and victims."""
+    return ["n", *(f"white_box_{s}" for s in range(sources)),
+            *(f"hits_{s}_{v}" for s in range(sources) for v in range(victims)),
+            *(f"clean_{v}" for v in range(victims))]

@@ -22,21 +22,26 @@ from advtf.runs.resume import ResumeStore
 
 
 class ChunkStore:
-    """Finished chunks of a job, in the resume store of the run's partial directory ``workdir``."""
+    """Finished chunks of a job, in the resume store of the run's partial directory ``workdir``.
 
-    def __init__(self, workdir: str | os.PathLike | ResumeStore):
+    Keys are ``<prefix>_00000`` ...; a job with several chunked passes (one per test set, say) gives
+    each pass its own ``prefix`` in the same store.
+    """
+
+    def __init__(self, workdir: str | os.PathLike | ResumeStore, prefix: str = "chunk"):
         self.store = workdir if isinstance(workdir, ResumeStore) else ResumeStore(workdir)
+        self.prefix = prefix
 
-    @staticmethod
-    def _key(index: int) -> str:
-        return f"chunk_{index:05d}"
+    def _key(self, index: int) -> str:
+        return f"{self.prefix}_{index:05d}"
 
     def is_done(self, index: int) -> bool:
         return self.store.is_done(self._key(index))
 
     @property
     def done(self) -> set[int]:
-        return {int(k[len("chunk_"):]) for k in self.store.done if k.startswith("chunk_")}
+        head = f"{self.prefix}_"
+        return {int(k[len(head):]) for k in self.store.done if k.startswith(head) and k[len(head):].isdigit()}
 
     def save(self, index: int, arrays: dict[str, np.ndarray]) -> None:
         """Stores one finished chunk (each array written aside and renamed, then marked finished)."""
