@@ -263,3 +263,86 @@ def test_a_malformed_tf_config_is_one_line_and_exit_2(model, tmp_path, monkeypat
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and message in lines[0], result.output
     assert not (tmp_path / "R").exists() and not (tmp_path / "R.partial").exists()
+
+
+TRANSFER = ["--dataset", "digits", "--test-subset", "64", "--norm", "l2", "--eps", "0.5", "--steps", "3",
+            "--step-size", "0.1", "--batch-size", "8", "--quiet"]
+# SIGKILL at the third ChunkStore.save (chunks 0 and 1 stored), with advtf attack's small chunks
+DYING_SMALL_CHUNKS = [sys.executable, "-P", "-c", "import advtf.jobs.attack as job; job.CHUNK_EXAMPLES = 16; "
+                      f"import runpy; runpy.run_path({str(HERE / 'faults.py')!r}, run_name='__main__')",
+                      "advtf.runs.chunks:ChunkStore.save", "2"]
+
+
+@pytest.fixture(scope="module")
+def other_model(tmp_path_factory) -> Path:
+    from advtf.models import create_model, save_model
+
+    path = tmp_path_factory.mktemp("other") / "other.keras"
+    return save_model(create_model("test_cnn", input_shape=(16, 16, 1), num_classes=10, seed=1), path)
+
+
+def transfer_args(model, other_model) -> list:
+    return ["transfer-eval", "--source", f"0={model}", "--source", f"0.5={other_model}", "--victim", f"a={model}",
+            "--victim", f"b={other_model}", *TRANSFER]
+
+
+@pytest.fixture(scope="module")
+def transferred(model, other_model, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("transfer-one") / "one"
+    done = subprocess.run([*SMALL_CHUNKS, *map(str, transfer_args(model, other_model)), "--out", str(out)],
+                          capture_output=True, text=True, env=ENV, timeout=400)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
+
+
+def assert_same_results(a: Path, b: Path, tables) -> None:
+    ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
+    assert ra == rb
+    for table in tables:
+        assert (a / table).read_bytes() == (b / table).read_bytes(), table
+
+
+@pytest.mark.slow
+def test_transfer_eval_on_two_workers_equals_one_process(model, other_model, transferred, tmp_path):
+    out = tmp_path / "two"
+    chief, worker = finished(on_cluster([*transfer_args(model, other_model), "--out", out],  # auto: TF_CONFIG
+                                        commands={0: SMALL_CHUNKS, 1: SMALL_CHUNKS}))
+    assert chief.returncode == 0 and worker.returncode == 0, chief.stderr[-3000:] + worker.stderr[-3000:]
+    assert "worker 1 of 2 finished its share" in worker.stdout
+    partial = tmp_path / "two.partial"
+    assert not partial.exists()
+    assert_same_results(out, transferred, ("transfer.csv", "transfer.md"))
+
+
+@pytest.mark.slow
+def test_transfer_eval_killed_mid_run_resumes_to_the_same_outputs(model, other_model, transferred, tmp_path):
+    out = tmp_path / "tr"
+    args = [*map(str, transfer_args(model, other_model)), "--out", str(out)]
+    dead = subprocess.run([*DYING_SMALL_CHUNKS, *args], capture_output=True, text=True, env=ENV, timeout=400)
+    assert dead.returncode == -signal.SIGKILL, dead.stderr[-2000:]
+    partial = tmp_path / "tr.partial"
+    assert json.loads((partial / "resume" / "done.json").read_text())["done"] == ["chunk_00000", "chunk_00001"]
+    assert not out.exists()
+    kept = {p: p.stat().st_mtime_ns for p in (partial / "resume").rglob("*.npy")}
+    done = subprocess.run([*SMALL_CHUNKS, *args, "--resume"], capture_output=True, text=True, env=ENV, timeout=400)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((out / "manifest.json").read_text())["resumed"] is True
+    assert kept and not partial.exists()
+    assert_same_results(out, transferred, ("transfer.csv", "transfer.md"))
+
+
+ROBUST_TABLE = ["--testset", "Test=digits", "--testset", "Again=digits", "--test-subset", "64", "--batch-size", "8",
+                "--quiet"]
+
+
+@pytest.mark.slow
+def test_robust_table_on_two_workers_equals_one_process(model, other_model, tmp_path):
+    args = ["robust-table", "--classifier", f"a={model}", "--classifier", f"b={other_model}", *ROBUST_TABLE]
+    one = subprocess.run([*SMALL_CHUNKS, *map(str, args), "--out", str(tmp_path / "one")],
+                         capture_output=True, text=True, env=ENV, timeout=400)
+    assert one.returncode == 0, one.stderr[-2000:]
+    # two chunked passes (one per test set): the workers meet after the first and go on to the second
+    chief, worker = finished(on_cluster([*args, "--out", tmp_path / "two"], commands={0: SMALL_CHUNKS, 1: SMALL_CHUNKS}))
+    assert chief.returncode == 0 and worker.returncode == 0, chief.stderr[-3000:] + worker.stderr[-3000:]
+    assert "worker 1 of 2 finished its share" in worker.stdout
+    assert_same_results(tmp_path / "two", tmp_path / "one", ("accuracy.csv", "accuracy.md"))
