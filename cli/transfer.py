@@ -36,6 +36,8 @@ def robust_table(**kw):
     test set of equal size. Writes accuracy.csv/.md (rows classifiers, columns test sets),
     accuracy.png (heat map centred at chance), results.json (accuracy, n, chance) and
     manifest.json.
+    An interrupted run continues with --resume; with TF_CONFIG set, the workers of a cluster
+    share the batches (README, "Cluster runs").
     """
     from advtf.jobs.robust_table import RobustTableRequest
 
@@ -84,6 +86,8 @@ def transfer_eval(**kw):
     Writes transfer.csv/.md (sources by eps x victims, plus each source's white-box value),
     transfer.png (metric against source eps on a categorical axis, one line per victim),
     results.json (metric, table, white_box, clean, n, threat, attack) and manifest.json.
+    An interrupted run continues with --resume; with TF_CONFIG set, the workers of a cluster
+    share the batches (README, "Cluster runs").
     """
     from advtf.jobs.transfer_eval import TransferRequest
 

@@ -342,7 +342,8 @@ def test_robust_table_on_two_workers_equals_one_process(model, other_model, tmp_
                          capture_output=True, text=True, env=ENV, timeout=400)
     assert one.returncode == 0, one.stderr[-2000:]
     # two chunked passes (one per test set): the workers meet after the first and go on to the second
-    chief, worker = finished(on_cluster([*args, "--out", tmp_path / "two"], commands={0: SMALL_CHUNKS, 1: SMALL_CHUNKS}))
+    chief, worker = finished(on_cluster([*args, "--out", tmp_path / "two"],
+                                        commands={0: SMALL_CHUNKS, 1: SMALL_CHUNKS}))
     assert chief.returncode == 0 and worker.returncode == 0, chief.stderr[-3000:] + worker.stderr[-3000:]
     assert "worker 1 of 2 finished its share" in worker.stdout
     assert_same_results(tmp_path / "two", tmp_path / "one", ("accuracy.csv", "accuracy.md"))
