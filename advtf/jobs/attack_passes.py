@@ -34,6 +34,8 @@ STORED = {"image": np.float32, "label": np.int32, "target": np.int32, "success":
           "adversarial_correct": np.bool_, "l0": np.float32, "l1": np.float32, "l2": np.float32,
           "linf": np.float32}
 CHUNK_BATCHES = 8  # batches per resumable chunk
+# Batch i's attack seed: "index" [seed, i] (adversarial_pairs'); "offset" [seed + i, 0] (dissect's sensitivity pass)
+SEEDINGS = ("index", "offset")
 
 
 class AttackPasses:
@@ -45,9 +47,12 @@ class AttackPasses:
     """
 
     def __init__(self, run, rows: SplitRows, *, num_classes: int, batch_size: int, seed: int, jit: bool = False,
-                 progress=None):
+                 progress=None, seeding: str = "index"):
+        if seeding not in SEEDINGS:
+            raise ValueError(f"seeding must be one of {', '.join(SEEDINGS)}, not {seeding!r}")
         self.run, self.rows, self.num_classes = run, rows, num_classes
         self.batch_size, self.seed, self.jit, self.progress = batch_size, seed, jit, progress
+        self.seeding = seeding
         self._passes: list[tuple[object, AttackRequest, str]] = []
         self._done: set[int] = set()
 
@@ -118,8 +123,10 @@ class AttackPasses:
         def batch(index):
             x = tf.constant(rows[index])
             y = tf.constant(rows.labels[index])
-            row = next(attack_batches(model, [(x, y)], request, num_classes=self.num_classes, seed=self.seed,
-                                      jit=self.jit, start=int(index[0]) // self.batch_size))
+            b = int(index[0]) // self.batch_size
+            seed, start = (self.seed, b) if self.seeding == "index" else (self.seed + b, 0)
+            row = next(attack_batches(model, [(x, y)], request, num_classes=self.num_classes, seed=seed,
+                                      jit=self.jit, start=start))
             return {key: row[key].astype(dtype) for key, dtype in STORED.items()}
 
         if k in self._done or not n:
