@@ -12,6 +12,7 @@ unmapped, reads do not.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,7 @@ def write_split_rows(ds: tf.data.Dataset, n: int, directory: str | os.PathLike, 
     directory.mkdir(parents=True, exist_ok=True)
     shape = tuple(tf.nest.flatten(ds.element_spec)[0].shape)
     for dtype in (np.uint8, np.float32):
-        tmp = directory / f".{IMAGES}.{os.getpid()}.tmp"
+        tmp = _private_tmp(directory / IMAGES)
         labels, count, exact = np.zeros(n, np.int32), 0, True
         with open(tmp, "wb") as f:
             np.lib.format.write_array_header_1_0(
@@ -120,8 +121,16 @@ def write_split_rows(ds: tf.data.Dataset, n: int, directory: str | os.PathLike, 
     raise AssertionError("float32 rows are always exact")  # pragma: no cover
 
 
+def _private_tmp(path: Path) -> Path:
+    """A new, uniquely named file beside ``path`` (``O_EXCL``): the workers of a cluster may write the
+    same rows into a directory they share from several hosts, where process ids can coincide."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
 def _save(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _private_tmp(path)
     with open(tmp, "wb") as f:
         np.save(f, array, allow_pickle=False)
     os.replace(tmp, path)

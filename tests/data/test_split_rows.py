@@ -72,3 +72,32 @@ def test_a_registered_split_reads_back_as_the_loader_yields_it(name, tmp_path):
     assert np.array_equal(rows[order].view(np.uint32), expected[0][order].view(np.uint32))
     assert np.array_equal(rows.labels, expected[1])
     print(name, rows.dtype)
+
+
+def test_writers_sharing_a_directory_and_a_process_id_do_not_collide(tmp_path):
+    """Cluster workers on several hosts write the same rows into one shared directory; process ids
+    can coincide there. Threads of one process share theirs, which makes the case reproducible."""
+    import threading
+
+    rng = np.random.default_rng(2)
+    images = (rng.integers(0, 256, (400, 6, 6, 3)) / 255.0).astype(np.float32)
+    labels = rng.integers(0, 10, 400).astype(np.int32)
+    errors, start = [], threading.Barrier(4)
+
+    def write():
+        try:
+            start.wait()
+            write_split_rows(_pairs(images, labels), 400, tmp_path / "r", batch_size=16)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=write) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    rows = SplitRows(tmp_path / "r")
+    assert np.array_equal(rows[np.arange(400)].view(np.uint32), images.view(np.uint32))
+    assert np.array_equal(rows.labels, labels)
+    assert not [p.name for p in (tmp_path / "r").iterdir() if p.name.startswith(".")]  # no temporary left
