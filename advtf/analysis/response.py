@@ -28,9 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from advtf.adversarial import attack_batches
 from advtf.analysis.pairs import adversarial_pairs, success_on
-from advtf.data import make_batches
 from advtf.errors import UserError
 from advtf.inputs import model_name
 from advtf.models import endpoints, feature_extractor
@@ -144,28 +142,39 @@ def _empty_note(model: str, source: str, attack: str, row: dict, total: int) -> 
             + ("; a weaker attack (e.g. --also-attack fgsm) leaves failed ones" if row["split"] == "failed" else ""))
 
 
+def response_sources(model_paths, models, adv_from=(), adv_models=()) -> list[tuple[str, object, list[int]]]:
+    """The attacked models of :func:`response_tables`: ``(path, model, indices of the models analysed on its
+    examples)`` for every source with at least one such model, in the order the tables attack them."""
+    keys = [_key(p) for p in model_paths]
+    transfer = [_key(p) for p in adv_from]
+    sources = [(str(p), m) for p, m in zip(model_paths, models)]
+    sources += [(str(p), m) for p, m in zip(adv_from, adv_models) if _key(p) not in keys]
+    out = []
+    for source_path, source_model in sources:
+        targets = [k for k, p in enumerate(keys) if p == _key(source_path) or _key(source_path) in transfer]
+        if targets:
+            out.append((source_path, source_model, targets))
+    return out
+
+
 def response_tables(model_paths, models, splits, requests, *, layers, adv_from=(), adv_models=(), batch_size=100,
-                    seed=0, progress=None) -> tuple[list[dict], list[str]]:
+                    seed=0, progress=None, pairs=adversarial_pairs) -> tuple[list[dict], list[str]]:
     """Tables 1-5: rows per (model analysed, source of the adversarial examples, attack, split).
 
     Each request in ``requests`` attacks every model analysed (``source = "own"``) and every model
     in ``adv_from`` (loaded as ``adv_models``; ``source = "from <name>"``: transferred to every
-    *other* model analysed). Returns the rows and notes explaining empty splits.
+    *other* model analysed). ``pairs`` gives each attack's batches (``adversarial_pairs``' signature;
+    a job passes its stored, resumable passes). Returns the rows and notes explaining empty splits.
     """
     paths = [str(p) for p in model_paths]
     extractors = [response_extractor(m, layers) for m in models]
     keys = [_key(p) for p in paths]
-    transfer = [_key(p) for p in adv_from]
-    sources = list(zip(paths, models)) + [(str(p), m) for p, m in zip(adv_from, adv_models) if _key(p) not in keys]
     rows, notes = [], []
     for request in requests:
-        for source_path, source_model in sources:
-            targets = [k for k, p in enumerate(keys) if p == _key(source_path) or _key(source_path) in transfer]
-            if not targets:
-                continue
+        for source_path, source_model, targets in response_sources(paths, models, adv_from, adv_models):
             acc = {k: Accumulator(list(layers)) for k in targets}
-            for batch in adversarial_pairs(source_model, splits, request, batch_size=batch_size, seed=seed,
-                                           progress=progress, desc=f"{request.name} on {model_name(source_path)}"):
+            for batch in pairs(source_model, splits, request, batch_size=batch_size, seed=seed,
+                               progress=progress, desc=f"{request.name} on {model_name(source_path)}"):
                 for k in targets:
                     diffs, clean, adv = layer_differences(extractors[k], batch["natural"], batch["image"])
                     acc[k].add(diffs, clean, adv, batch, request.targeted)
@@ -184,15 +193,19 @@ def response_tables(model_paths, models, splits, requests, *, layers, adv_from=(
 
 
 def activation_map_pair(model_paths, models, splits, request, *, layer: str, channels: int = 8, batch_size=100,
-                        seed: int = 0) -> tuple[dict, dict]:
+                        seed: int = 0, pairs=adversarial_pairs) -> tuple[dict, dict]:
     """Figure 9/A9: ``layer``'s channel maps in every model for one natural/adversarial pair.
 
-    The pair is the first correctly classified test image whose attack on the first model
-    succeeds (else the first image); every model sees the same ``x`` and ``x'``. Each model
-    shows its ``channels`` most active channels on ``x``. Returns ``(maps, pair_info)``.
+    The pair is the first correctly classified test image of the first batch whose attack on the
+    first model succeeds (else the first image); every model sees the same ``x`` and ``x'``. Each
+    model shows its ``channels`` most active channels on ``x``. ``pairs`` gives that batch (see
+    :func:`response_tables`). Returns ``(maps, pair_info)``.
     """
-    batches = make_batches(splits.require("test"), batch_size, training=False).take(1)
-    rows = next(attack_batches(models[0], batches, request, num_classes=splits.info.num_classes, seed=seed))
+    batches = pairs(models[0], splits, request, batch_size=batch_size, seed=seed)
+    try:
+        rows = next(iter(batches))
+    finally:
+        getattr(batches, "close", lambda: None)()
     good = np.flatnonzero(rows["clean_correct"] & rows["success"].astype(bool))
     i = int(good[0]) if len(good) else 0
     x, x_adv = rows["natural"][i:i + 1], rows["image"][i:i + 1]

@@ -2,7 +2,9 @@
 paper, Sec. 4.3, Tables 1-5, Figures 5 and 9; the activation bias of Xu et al. 2019, Figure A8).
 
 The differences, tables and activation maps are :mod:`advtf.analysis.response`; this job loads the
-models and checkpoint series, runs the analyses and writes results, tables and figures.
+models and every checkpoint of the series, runs all their attacks first as resumable passes
+(:class:`advtf.jobs.attack_passes.AttackPasses`: ``--resume``; shared by the workers of a cluster),
+then measures from the stored pairs and writes results, tables and figures.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from typing import Any
 
 from advtf import validation as check
 from advtf.adversarial import AttackRequest
-from advtf.analysis.pairs import by_run
+from advtf.analysis.pairs import adversarial_pairs, by_run
 from advtf.analysis.response import (STATS, activation_map_pair, default_layers, epoch_row, response_extractor,
-                                     response_tables)
+                                     response_sources, response_tables)
 from advtf.errors import UserError
 from advtf.inputs import checkpoint_fingerprints, checkpoint_series, fingerprints, load_models, model_name
 from advtf.jobs.attack import check_attack_request
+from advtf.jobs.attack_passes import AttackPasses
 from advtf.jobs.frequency import AttackedModelsRequest
 from advtf.plots.local import activation_maps_figure, epoch_curves, response_figure
 from advtf.runs import write_json, write_table
@@ -60,21 +63,35 @@ class ResponseRequest(AttackedModelsRequest):
         return [*self.models, *self.adv_from, *self.checkpoints, self.data.dataset]
 
 
-def checkpoint_curves(series, splits, request: ResponseRequest, layers, *, progress=None) -> tuple[list[str], list]:
-    """Figures 5 and 9: per run of ``series`` and epoch, the "all" row of its own attack (all test images).
+def load_checkpoints(series, splits, layers) -> tuple[list[str], list]:
+    """Every checkpoint of ``series`` loaded, as ``[(run, [(epoch, path, model)])]``, with the layers of the
+    curves (``layers`` or the first checkpoint's default ones); unknown layers fail here, before any attack.
 
-    Returns the layers (``layers`` or the first checkpoint's default ones) and the rows
-    ``{run, epoch, clean_accuracy, adversarial_accuracy, <layer>_max, <layer>_total, <layer>_l2}``.
+    All are held at once so that their attacks can run as one set of passes (memory grows with the
+    number of checkpoints: a ResNet-18 is about 45 MB).
     """
-    rows = []
+    loaded = []
     for label, checkpoints in series:
-        for epoch, path in checkpoints:
-            (model,) = load_models([path], splits.info)
+        models = load_models([path for _, path in checkpoints], splits.info)
+        for model in models:
             layers = list(layers or default_layers(model))
+            response_extractor(model, layers)
+        loaded.append((label, [(epoch, path, model) for (epoch, path), model in zip(checkpoints, models)]))
+    return list(layers or []), loaded
+
+
+def checkpoint_curves(loaded, splits, request: ResponseRequest, layers, *, progress=None,
+                      pairs=adversarial_pairs) -> list[dict]:
+    """Figures 5 and 9: per run and epoch of :func:`load_checkpoints`, the "all" row of its own attack
+    (all test images): ``{run, epoch, clean_accuracy, adversarial_accuracy, <layer>_max|total|l2}``."""
+    rows = []
+    for label, checkpoints in loaded:
+        for epoch, path, model in checkpoints:
             table, _ = response_tables([path], [model], splits, [request.attack], layers=layers,
-                                       batch_size=request.batch_size, seed=request.data.seed, progress=progress)
+                                       batch_size=request.batch_size, seed=request.data.seed, progress=progress,
+                                       pairs=pairs)
             rows.append(epoch_row(label, epoch, table, layers))
-    return list(layers or []), rows
+    return rows
 
 
 def run(request: ResponseRequest, run, *, progress=None, report=None) -> dict[str, Any]:
@@ -99,13 +116,25 @@ def run(request: ResponseRequest, run, *, progress=None, report=None) -> dict[st
         response_extractor(m, layers)  # unknown layer names fail here, before any attack
         if request.activation_maps:
             response_extractor(m, [request.activation_maps])
+    layers_ckpt, loaded = load_checkpoints(series, splits, layers)
     run.record_inputs(dataset=splits.fingerprint, models=fingerprints(paths),
                       checkpoints=checkpoint_fingerprints(series), adv_from=fingerprints(request.adv_from))
+    # Every attack first, as resumable passes (a cluster's workers share them, then only the chief goes on).
+    passes = AttackPasses.of_test_split(run, splits, batch_size=request.batch_size, seed=data.seed,
+                                        progress=progress)
+    if models:
+        for r in requests:
+            for source_path, source_model, _ in response_sources(paths, models, request.adv_from, adv_models):
+                passes.add(source_model, r, f"{r.name} on {model_name(source_path)}")
+    for label, checkpoints in loaded:
+        for epoch, _, model in checkpoints:
+            passes.add(model, attack, f"{attack.name} on {label}, epoch {epoch}")
+    passes.run_all()
     rows, notes = [], []
     if models:
         rows, notes = response_tables(paths, models, splits, requests, layers=layers, adv_from=request.adv_from,
                                       adv_models=adv_models, batch_size=request.batch_size, seed=data.seed,
-                                      progress=progress)
+                                      progress=progress, pairs=passes.pairs)
         columns = ["model", "source", "attack", "split", "n", "clean_accuracy", "adversarial_accuracy",
                    *[f"{layer}_{s}" for layer in layers for s in STATS]]
         write_table(run.path, "response", [{**r, "model": model_name(r["model"])} for r in rows], columns)
@@ -113,7 +142,7 @@ def run(request: ResponseRequest, run, *, progress=None, report=None) -> dict[st
                         run.path / "response.png")
     curves = []
     if series:
-        layers_ckpt, curves = checkpoint_curves(series, splits, request, layers, progress=progress)
+        curves = checkpoint_curves(loaded, splits, request, layers_ckpt, progress=progress, pairs=passes.pairs)
         layers = layers or layers_ckpt
         write_table(run.path, "checkpoints", curves)
         grouped = by_run(curves)
@@ -125,7 +154,7 @@ def run(request: ResponseRequest, run, *, progress=None, report=None) -> dict[st
     if request.activation_maps:
         layer = request.activation_maps
         maps, pair = activation_map_pair(paths, models, splits, attack, layer=layer, channels=request.channels,
-                                         batch_size=request.batch_size, seed=data.seed)
+                                         batch_size=request.batch_size, seed=data.seed, pairs=passes.pairs)
         pair["layer"] = layer
         activation_maps_figure(maps, run.path / "activation_maps.png", layer=layer,
                                title=f"{layer}: test image {pair['index']} (label {pair['label']}) and its "
