@@ -7,8 +7,8 @@ import dataclasses
 
 import click
 
-from advtf.cli.options import (attack_setup, dataset_options, print_summary, run_job, run_options, threat_options,
-                               xu_confidence)
+from advtf.cli.options import (attack_setup, cluster_timeout_option, dataset_options, print_summary, run_job,
+                               run_options, threat_options, xu_confidence)
 from advtf.inputs import model_name
 
 _MODELS = click.argument("model_paths", nargs=-1, metavar="MODEL...", type=click.Path())
@@ -164,7 +164,8 @@ def perturbations(**kw):
               help="Channels per model in --activation-maps.")
 @_CHECKPOINTS
 @_BATCH
-@run_options()
+@cluster_timeout_option()
+@run_options(resumable=True)
 def response(**kw):
     """Local response differences per layer between natural and adversarial images (Tables 1-5, Figures 5, 9).
 
@@ -187,7 +188,9 @@ def response(**kw):
 
     Writes results.json, response.csv/.md, response.png, activation_maps.png (with
     --activation-maps), and with --checkpoints checkpoints.csv/.md and checkpoints_<stat>.png;
-    manifest.json.
+    manifest.json. Every attack (of every model, --adv-from model and checkpoint) runs first, by
+    resumable chunk: an interrupted run continues with --resume; with TF_CONFIG set, the workers
+    of a cluster share the attacks and the chief measures (README, "Cluster runs").
     """
     from advtf.jobs.response import ResponseRequest
 

@@ -127,7 +127,7 @@ register("perturbations", "Adversarial perturbations side by side, with local-co
          "(the local-properties paper).",
          cli="advtf.cli.local:perturbations", module="advtf.jobs.perturbations")
 register("response", "Local response differences per layer, natural vs adversarial (the local-properties paper).",
-         cli="advtf.cli.local:response", module="advtf.jobs.response")
+         cli="advtf.cli.local:response", module="advtf.jobs.response", resumable=True, cluster=True)
 register("kernels", "Kernel smoothness per conv layer (magnitude, variance, TV; the local-properties paper).",
          cli="advtf.cli.local:kernels", module="advtf.jobs.kernels")
 register("features", "Natural vs adversarial feature-vector distributions per module: MMD, C2ST, t-SNE "
