@@ -52,9 +52,11 @@ cat "$OUT/memory_after.txt"
   --impls advtf,advtf_old,advtf_full,limit,limit_calls,art --peer-attacks apgd_dlr_t --art-attacks apgd_dlr_t \
   --traces 0 --out "$OUT/long_cnn"
 "$PY" benchmarks/bench_long_attacks.py --models cnn --rounds 1 --batch-cnn 16 --attacks "" --traces 20 --trace-forms 10 \
-  --trace-attacks cw9x100,apgd_ce --out "$OUT/long_cnn_traces"
+  --trace-attacks cw9x100,apgd_ce --out "$OUT/long_cnn_traces_retimed"
 "$PY" benchmarks/bench_long_attacks.py --models cnn --rounds 1 --batch-cnn 16 --peer-images 4 --attacks cw5x1000 \
   --impls advtf,limit,foolbox --peer-attacks cw5x1000 --traces 0 --out "$OUT/long_cnn_cw5x1000"
+"$PY" benchmarks/bench_long_attacks.py --models cnn --rounds 3 --batch-cnn 64 --attacks cw5x1000 \
+  --impls advtf,limit --traces 0 --out "$OUT/long_cnn_cw5x1000_16img"
 "$PY" benchmarks/bench_long_attacks.py --models resnet --rounds 2 --batch-resnet 4 --scale-resnet 0.2 \
   --attacks cw9x100,ead_en,str,apgd_ce --impls advtf,advtf_full,limit,limit_calls --traces-resnet 0 \
   --out "$OUT/long_resnet"
