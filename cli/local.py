@@ -68,7 +68,8 @@ def _attack_title(command: str, request, models) -> str:
 @click.option("--radii", callback=_radii, default=None, metavar="R,R,...",
               help="Filter radii / swap thresholds [default: every integer from 0 to past the spectrum's corner].")
 @_BATCH
-@run_options()
+@cluster_timeout_option()
+@run_options(resumable=True)
 def frequency(**kw):
     """Low-/high-pass filtered and frequency-swapped accuracy, and mean spectra (Figures 1, 2, 6).
 
@@ -84,7 +85,9 @@ def frequency(**kw):
           --attack pgd --norm linf --eps 0.1 --steps 10 --out runs/frequency
 
     Writes results.json, frequency.csv/.md (accuracy per model, radius and curve), spectra.json,
-    frequency.png, spectrum.png and manifest.json.
+    frequency.png, spectrum.png and manifest.json. Every model's attack runs first, by resumable
+    chunk: an interrupted run continues with --resume; with TF_CONFIG set, the workers of a
+    cluster share the attacks and the chief measures (README, "Cluster runs").
     """
     from advtf.jobs.frequency import FrequencyRequest
 

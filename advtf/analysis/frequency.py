@@ -133,17 +133,17 @@ def high_frequency_share(log_spectrum: np.ndarray, radius: float) -> float:
 
 
 def measure_model(model, splits, request, masks, *, batch_size, seed, progress=None, desc="",
-                  natural: bool = True) -> dict:
+                  natural: bool = True, pairs=adversarial_pairs) -> dict:
     """Attacks the test split with ``request``; accumulates the filter counts and log spectra of one model.
 
     Returns ``counts`` ``[R, 6]`` (correct per radius and curve), the summed ``adversarial_log``
     and (with ``natural``) ``natural_log`` spectra, and the counts ``clean``, ``after`` and ``n``.
+    ``pairs``: where the attacked batches come from (a job's stored passes, or attacked here).
     """
     height, width = masks.shape[1:]
     out = {"counts": np.zeros((len(masks), len(CURVES)), np.int64), "adversarial_log": np.zeros((height, width)),
            "natural_log": np.zeros((height, width)), "clean": 0, "after": 0, "n": 0}
-    for rows in adversarial_pairs(model, splits, request, batch_size=batch_size, seed=seed, progress=progress,
-                                  desc=desc):
+    for rows in pairs(model, splits, request, batch_size=batch_size, seed=seed, progress=progress, desc=desc):
         out["counts"] += frequency_correct(model, rows["natural"], rows["image"], rows["label"], masks)
         out["adversarial_log"] += log_amplitude_sum(rows["image"])
         if natural:

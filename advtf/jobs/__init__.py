@@ -122,7 +122,7 @@ register("quickstart", "The main job: standard vs L2-robust model on Fashion-MNI
          cli="advtf.cli.quickstart:quickstart", module="advtf.jobs.quickstart", resumable=True)
 register("frequency", "Filtered and frequency-swapped accuracy, mean spectra of adversarial examples "
          "(the local-properties paper).", cli="advtf.cli.local:frequency",
-         module="advtf.jobs.frequency")
+         module="advtf.jobs.frequency", resumable=True, cluster=True)
 register("perturbations", "Adversarial perturbations side by side, with local-consistency statistics "
          "(the local-properties paper).",
          cli="advtf.cli.local:perturbations", module="advtf.jobs.perturbations")

@@ -1,8 +1,9 @@
 """``advtf frequency``: filtered and frequency-swapped accuracy and mean spectra of adversarial examples
 (the local-properties paper, Sec. 3.1, Figures 1, 2 and 6).
 
-The filters, counts and spectra are :mod:`advtf.analysis.frequency`; this job attacks every model,
-and writes the results, the table, the spectra and both figures. :class:`AttackedModelsRequest`
+The filters, counts and spectra are :mod:`advtf.analysis.frequency`; this job attacks every model
+in resumable chunks (:class:`~advtf.jobs.attack_passes.AttackPasses`: ``--resume``, shared by the
+workers of a cluster run), then measures and writes the results, the table, the spectra and both figures. :class:`AttackedModelsRequest`
 is the request shape shared by the analyses that attack several models on one test split
 (``frequency``, ``perturbations``, ``features``).
 """
@@ -20,6 +21,7 @@ from advtf.errors import UserError
 from advtf.inputs import DataRequest, fingerprints, load_models, model_name
 from advtf.jobs import Request
 from advtf.jobs.attack import check_attack_request
+from advtf.jobs.attack_passes import AttackPasses
 from advtf.plots.local import frequency_figure, spectrum_figure
 from advtf.runs import write_json, write_table
 
@@ -84,8 +86,13 @@ def run(request: FrequencyRequest, run, *, progress=None, report=None) -> dict[s
     masks = low_pass_masks(height, width, radii)
     models = load_models(paths, splits.info)
     run.record_inputs(dataset=splits.fingerprint, models=fingerprints(paths))
+    passes = AttackPasses.of_test_split(run, splits, batch_size=request.batch_size, seed=data.seed,
+                                        progress=progress)
+    for k, model in enumerate(models):
+        passes.add(model, attack, f"{attack.name} on model {k + 1}")
+    passes.run_all()  # a non-chief worker of a cluster run stops here
     measured = [measure_model(model, splits, attack, masks, batch_size=request.batch_size, seed=data.seed,
-                              progress=progress, desc=f"{attack.name} + filters, model {k + 1}", natural=k == 0)
+                              natural=k == 0, pairs=passes.pairs)
                 for k, model in enumerate(models)]
     natural_log = measured[0]["natural_log"] / measured[0]["n"]
     high_radius = min(height, width) / 4
