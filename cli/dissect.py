@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import click
 
-from advtf.cli.options import (IntList, make_attack_request, make_threat, print_summary, run_job, run_options,
-                               threat_options)
+from advtf.cli.options import (IntList, cluster_timeout_option, make_attack_request, make_threat, print_summary,
+                               run_job, run_options, threat_options)
 
 
 def _layers(ctx, param, value):
@@ -54,6 +54,7 @@ def _layers(ctx, param, value):
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the synthetic concepts, the attack's random start and the p-value draws.")
+@cluster_timeout_option()
 @run_options(resumable=True)
 def dissect(**kw):
     """Network dissection (Bau et al. 2017) and the sensitivity of units to adversarial examples (Figures 7, 8).
@@ -65,8 +66,10 @@ def dissect(**kw):
     over untargeted adversarial examples (Eq. 8); and per N the p-value of the summed IoU(k) of the
     N most sensitive units against random N-subsets. Streams the concept set twice (thresholds,
     IoU counts; four times when a layer's exact quantile exceeds --quantile-budget) and attacks
-    --attack-images of them. An interrupted run continues with --resume (the thresholds, IoU counts
-    and sensitivity sums so far are kept).
+    --attack-images of them. An interrupted run continues with --resume (the attack's finished
+    chunks, the thresholds, IoU counts and sensitivity sums so far are kept); with TF_CONFIG set,
+    the workers of a cluster share the attack's chunks and the chief does the rest (README,
+    "Cluster runs").
 
     \b
     Examples:

@@ -1,9 +1,12 @@
 """``advtf dissect``: network dissection of units and their sensitivity to adversarial examples
-(Xu et al. 2019, Sec. 5, Eq. 7-8, Figures 7-8; Bau et al. 2017), resumable.
+(Xu et al. 2019, Sec. 5, Eq. 7-8, Figures 7-8; Bau et al. 2017), resumable, its attack shared by
+the workers of a cluster.
 
 The computation (thresholds, IoU counts, sensitivity, p-values) is :mod:`advtf.analysis.dissect`;
-this job loads the model and the concept set, keeps the passes' state in the run's resume store
-(:class:`Snapshots`) and writes the tables, figures and results.json.
+this job loads the model and the concept set, attacks the ``--attack-images`` first concept images
+in resumable chunks (:class:`~advtf.jobs.attack_passes.AttackPasses`, shared by cluster workers),
+keeps the chief's later passes' state in the run's resume store (:class:`Snapshots`) and writes
+the tables, figures and results.json.
 """
 
 from __future__ import annotations
@@ -11,20 +14,26 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
+import tensorflow as tf
+
 from advtf import validation as check
 from advtf.adversarial import AttackRequest
-from advtf.analysis.dissect import (DEFAULT_NS, UNION_RULES, UNIT_SCORES, category_indices, default_layers,
-                                    detector_counts, dissection_extractor, iou_pass, segmentation_masks,
-                                    sensitivity_p_values, sensitivity_pass, sensitivity_ranks, thresholds_pass,
-                                    unit_table)
+from advtf.analysis.dissect import (DEFAULT_NS, UNION_RULES, UNIT_SCORES, attack_inputs, category_indices,
+                                    default_layers, detector_counts, dissection_extractor, iou_pass,
+                                    segmentation_masks, sensitivity_p_values, sensitivity_pass, sensitivity_ranks,
+                                    thresholds_pass, unit_table)
 from advtf.data.broden import load_broden
 from advtf.data.concepts import synthetic_concepts
+from advtf.data.rows import split_rows
 from advtf.errors import UserError
 from advtf.inputs import fingerprints, load_trained_model, model_name
 from advtf.jobs import Request
 from advtf.jobs.attack import check_attack_request
+from advtf.jobs.attack_passes import AttackPasses
 from advtf.plots.dissect import detectors_figure, pvalues_figure, segmentation_figure
 from advtf.runs import write_json, write_table
+from advtf.runs.directory import BOOKKEEPING
 
 BRODEN_SPLITS = ("all", "train", "val")
 BRODEN = "broden:"
@@ -129,13 +138,52 @@ class Snapshots:
         self.store.save_snapshot(f"dissect_{name}", arrays)
 
 
+def attack_rows(concepts, input_shape, total: int, batch_size: int, directory):
+    """The model inputs of the first ``total`` concept images (:func:`attack_inputs`), written once per run
+    into ``directory`` with dummy labels (the attack moves away from the model's prediction)."""
+    # a model input the concepts cannot make raises its UserError here, not inside tf.data
+    next(attack_inputs(concepts, input_shape, count=min(total, 1), batch_size=1), None)
+
+    def generate():  # called again when the rows are rewritten as float32
+        for x in attack_inputs(concepts, input_shape, count=total, batch_size=batch_size):
+            yield x, np.zeros(len(x), np.int32)
+
+    signature = (tf.TensorSpec((None, *input_shape), tf.float32), tf.TensorSpec((None,), tf.int32))
+    return split_rows(tf.data.Dataset.from_generator(generate, output_signature=signature).unbatch(), total,
+                      directory)
+
+
+def stored_pairs(passes: AttackPasses):
+    """:func:`advtf.analysis.dissect.attacked_concepts` read from the stored pass of ``passes``."""
+
+    def pairs(model, concepts, input_shape, request, *, count, batch_size, seed, progress=None, start=0):
+        total = min(count, concepts.size)
+        bar = progress(total=total, desc="sensitivity masks", unit="img") if progress else None
+        if bar is not None and start:
+            bar.update(min(start, total))
+        try:
+            skip = -(-start // batch_size)  # batches whose sums the resume store holds
+            for b, row in enumerate(passes.pairs(model, None, request, batch_size=batch_size, seed=seed)):
+                if b >= skip:
+                    if bar is not None:
+                        bar.update(len(row["image"]))
+                    yield row
+        finally:
+            if bar is not None:
+                bar.close()
+
+    return pairs
+
+
 def run(request: DissectRequest, run, *, progress=None, report=None) -> dict[str, Any]:
     """Dissection, sensitivity and significance per layer; tables and figures in ``run.path``.
 
     Writes results.json, units.csv/.md, detectors.csv/.md, pvalues.csv/.md, detectors.png,
-    pvalues.png and segmentation_<layer>.png (Figure 8). The thresholds, the IoU counts and the
-    sensitivity sums so far are kept in the run's resume store (every ``checkpoint_every``
-    batches) until the job completes, so an interrupted run continues where it stopped.
+    pvalues.png and segmentation_<layer>.png (Figure 8). The attack comes first, in resumable
+    chunks shared by the workers of a cluster (a non-chief worker stops after it); the thresholds,
+    the IoU counts and the sensitivity sums so far (the chief's passes, forward only) are kept in
+    the run's resume store every ``checkpoint_every`` batches until the job completes, so an
+    interrupted run continues where it stopped.
     """
     model_path = request.model
     model = load_trained_model(model_path)
@@ -151,6 +199,14 @@ def run(request: DissectRequest, run, *, progress=None, report=None) -> dict[str
     run.record_inputs(model=fingerprint, concepts=concepts.name, parameters={
         "model_sha256": fingerprint.get("sha256"), "concepts": concepts.description, "layers": layers})
 
+    # The attack of Eq. 8 first: its chunks are the job's heavy work, shared by cluster workers.
+    total = min(request.attack_images, concepts.size)
+    rows = attack_rows(concepts, input_shape, total, request.batch_size, run.path / BOOKKEEPING / "attack-rows")
+    passes = AttackPasses(run, rows, num_classes=int(model.output_shape[-1]), batch_size=request.batch_size,
+                          seed=request.seed, progress=progress, seeding="offset")
+    passes.add(model, attack, f"{attack.name} on {total} concept images")
+    passes.run_all()  # a non-chief worker stops here
+
     thresholds, methods = thresholds_pass(extractor, concepts, input_shape, layers, request.quantile,
                                           batch_size=request.batch_size, budget=request.budget, progress=progress,
                                           state=state)
@@ -159,7 +215,7 @@ def run(request: DissectRequest, run, *, progress=None, report=None) -> dict[str
     sensitivity, success_rate, attacked, kept = sensitivity_pass(
         model, extractor, concepts, input_shape, layers, thresholds, attack, count=request.attack_images,
         batch_size=request.batch_size, seed=request.seed, progress=progress, keep=request.show_images,
-        state=state, every=max(1, request.checkpoint_every // 5))
+        state=state, every=max(1, request.checkpoint_every // 5), pairs=stored_pairs(passes))
 
     category_index = category_indices(concepts)
     name = model_name(model_path)

@@ -30,8 +30,10 @@ def _interrupting(stage: str, after: int):
     return Bar
 
 
-def test_interrupted_job_resumes_to_the_same_result(tmp_path):
+def test_interrupted_job_resumes_to_the_same_result(tmp_path, monkeypatch):
     import dataclasses
+
+    import advtf.jobs.attack_passes as passes_module
 
     from advtf.adversarial import AttackRequest
     from advtf.attacks import Threat
@@ -43,15 +45,17 @@ def test_interrupted_job_resumes_to_the_same_result(tmp_path):
     attack = AttackRequest("pgd", Threat(norm="linf", eps=0.1, steps=2, step_size=None, restarts=1))
     request = DissectRequest(model=str(model), attack=attack, layers=("m0",), concept_images=16, attack_images=12,
                              ns=(5,), draws=100, batch_size=4, checkpoint_every=1, show_images=2, show_units=2)
+    monkeypatch.setattr(passes_module, "CHUNK_BATCHES", 1)  # the attack's chunks: one batch each
     full = execute("dissect", request, out=tmp_path / "full")
-    for stage in ("IoU", "pgd"):
+    # the attack pass comes first (its chunks), then the thresholds, the IoU counts and the sensitivity sums
+    for stage in ("pgd", "IoU", "sensitivity"):
         out = tmp_path / f"cut-{stage}"
         with pytest.raises(_Stop):
             execute("dissect", request, out=out, progress=_interrupting(stage, 2))
         partial = out.with_name(out.name + ".partial")
-        assert (partial / "resume" / "dissect_thresholds.npz").exists()
-        if stage == "IoU":
-            assert not (partial / "resume" / "dissect_sensitivity.npz").exists()
+        assert (partial / "resume" / "dissect_thresholds.npz").exists() == (stage != "pgd")
+        assert (partial / "resume" / "dissect_sensitivity.npz").exists() == (stage == "sensitivity")
+        assert (partial / "resume" / "pass0_00000").exists()  # the attack's first chunk at least
         with pytest.raises(UserError, match="other options"):
             execute("dissect", dataclasses.replace(request, batch_size=8), out=out, resume=True)
         resumed = execute("dissect", request, out=out, resume=True)
