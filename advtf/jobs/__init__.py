@@ -148,7 +148,7 @@ register("retrain", "Block-wise retraining: reinitialise and retrain modules, th
          "(Siddiqui & Breuel 2021).", cli="advtf.cli.retrain:retrain", module="advtf.jobs.retrain",
          resumable=True, cluster=True)
 register("dissect", "Network dissection: unit concepts (IoU), sensitivity to attacks, p-values (Xu et al. 2019).",
-         cli="advtf.cli.dissect:dissect", module="advtf.jobs.dissect", resumable=True)
+         cli="advtf.cli.dissect:dissect", module="advtf.jobs.dissect", resumable=True, cluster=True)
 register("cam", "CAMs of natural/adversarial images and the interpretability score (Xu et al. 2019).",
          cli="advtf.cli.interpret:cam", module="advtf.jobs.cam")
 register("psr", "Grid sensitivity and promotion-suppression ratio of perturbations, refined attacks "
