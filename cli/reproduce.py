@@ -8,7 +8,7 @@ import shlex
 
 import click
 
-from advtf.cli.options import progress_factory
+from advtf.cli.options import cluster_timeout_option, progress_factory
 
 PAPER_CHOICES = ("springer2021", "xu2019", "local-properties", "siddiqui2021", "all")
 # Request fields whose option has another name (all jobs, then per job).
@@ -115,8 +115,12 @@ def command_line(job: str, request, out) -> tuple[str, list[str]]:
               help="Print every step as its advtf command line with an estimate of gradient passes; run nothing.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Where the datasets' files are (passed to every step).")
+@click.option("--strategy", type=click.Choice(["auto", "multiworker"]), default="auto", show_default=True,
+              help="multiworker (auto when TF_CONFIG is set): this process is one worker of a tf.distribute "
+                   "cluster; start the same command on every worker (see below).")
+@cluster_timeout_option()
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def reproduce(paper, budget, out, resume, overwrite, dry_run, data_dir, quiet):
+def reproduce(paper, budget, out, resume, overwrite, dry_run, data_dir, strategy, cluster_timeout, quiet):
     """Reproduce a paper's experiments and judge its claims, in one resumable command.
 
     PAPER is springer2021 (Springer et al. 2021), xu2019 (Xu et al. 2019), local-properties (the
@@ -128,11 +132,21 @@ def reproduce(paper, budget, out, resume, overwrite, dry_run, data_dir, quiet):
     does not hold / not measured) from a rule written in the preset before the run. The presets
     are data/presets/<paper>.toml.
 
+    On a cluster (TF_CONFIG set on every worker, README "Cluster runs"), every worker runs the
+    same command with an OUT on a filesystem they share. The workers walk the plan together: the
+    resumable steps (robustify, relabel, attack, evaluate, the tables, transfer, retrain sweeps,
+    the converted analyses) share their chunks or cells; training and the other steps run on the
+    chief while the others wait. The chief alone writes OUT and the report. If a worker dies the
+    others stop (exit 2); run every worker again with --resume: finished steps are kept and the
+    interrupted step continues from its finished chunks.
+
     \b
     Examples:
       advtf reproduce springer2021 --budget smoke --out runs/repro-springer
       advtf reproduce all --budget quick --out runs/repro --resume      # after an interruption
       advtf reproduce xu2019 --budget paper --out runs/xu-paper --dry-run
+      TF_CONFIG='{"cluster": {"worker": ["h1:12345", "h2:12345"]}, "task": {"type": "worker", "index": 0}}' \\
+          advtf reproduce springer2021 --budget quick --out /shared/repro   # index 1 on h2
     """
     from advtf.jobs.reproduce import ReproduceRequest, dry_run_rows, plan_for, reproduce as run_reproduction
     from advtf.jobs.reproduce.estimate import human
@@ -154,7 +168,11 @@ def reproduce(paper, budget, out, resume, overwrite, dry_run, data_dir, quiet):
                    + ("" if len(known) == len(rows) else " (steps of unknown size left out)"))
         return
     claims = run_reproduction(request, out, resume=resume, overwrite=overwrite, progress=progress_factory(quiet),
-                              report=click.echo)
+                              report=click.echo, strategy=strategy, cluster_timeout=cluster_timeout)
+    if set(claims) == {"worker", "workers"}:  # a non-chief worker of a cluster: the chief wrote the report
+        click.echo(f"advtf reproduce {paper}: worker {claims['worker']} of {claims['workers']} finished its share; "
+                   f"the chief wrote {out}/report.html")
+        return
     click.echo(f"advtf reproduce {paper} (budget {budget})")
     for name, outcomes in claims.items():
         width = max((len(o["id"]) for o in outcomes), default=0)

@@ -24,11 +24,12 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from advtf.distribute.strategy import cluster_config
+from advtf.distribute.strategy import JOINED, cluster_config
 from advtf.errors import UserError
 from advtf.runs.cluster import Cluster
 
 DEFAULT_TIMEOUT = 300.0
+_CONNECTED: list = []  # (strategy, Cluster) of this process, once joined
 _LOST = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
          tf.errors.CancelledError, tf.errors.InternalError)
 
@@ -47,9 +48,14 @@ def worker_place(config: dict) -> tuple[int, list[str]]:
 def connect(timeout: float = DEFAULT_TIMEOUT) -> tuple[tf.distribute.MultiWorkerMirroredStrategy, Cluster]:
     """The cluster of ``TF_CONFIG`` joined: its strategy and this process's :class:`Cluster`.
 
+    A process joins once: later calls (every step of ``advtf reproduce`` on a cluster) return the
+    same strategy and Cluster, whose collectives the workers keep calling in the same order.
+
     Raises:
         UserError: the other workers did not register within ``timeout`` seconds (naming them).
     """
+    if _CONNECTED:
+        return _CONNECTED[0]
     config = cluster_config()
     if config is None:
         raise UserError("--strategy multiworker needs the TF_CONFIG environment variable describing the cluster")
@@ -71,7 +77,7 @@ def connect(timeout: float = DEFAULT_TIMEOUT) -> tuple[tf.distribute.MultiWorker
     try:
         try:
             with _registration_timeout(timeout):
-                strategy = tf.distribute.MultiWorkerMirroredStrategy(
+                strategy = JOINED[0] if JOINED else tf.distribute.MultiWorkerMirroredStrategy(
                     communication_options=tf.distribute.experimental.CommunicationOptions(
                         implementation=tf.distribute.experimental.CommunicationImplementation.AUTO))
         except _LOST as e:
@@ -85,6 +91,9 @@ def connect(timeout: float = DEFAULT_TIMEOUT) -> tuple[tf.distribute.MultiWorker
         cluster.barrier()  # the first collective: every worker is there
     finally:
         done.set()
+    if not JOINED:
+        JOINED.append(strategy)  # make_strategy("multiworker") hands out this one from now on
+    _CONNECTED.append((strategy, cluster))
     return strategy, cluster
 
 

@@ -10,6 +10,10 @@ import tensorflow as tf
 from advtf.errors import UserError
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+# The MultiWorkerMirroredStrategy of this process, once built. A process joins one cluster: a second
+# strategy re-enables collective ops after start-up ("may cause error when accessing previously
+# created tensors"), so make_strategy and advtf.distribute.cluster.connect hand out this one.
+JOINED: list = []
 
 
 def cluster_config() -> dict | None:
@@ -51,7 +55,8 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """The strategy named ``name``.
 
     ``mirrored`` uses every GPU, or every logical CPU device when there is no GPU (how the
-    tests exercise it); ``multiworker`` reads the cluster from ``TF_CONFIG``.
+    tests exercise it); ``multiworker`` reads the cluster from ``TF_CONFIG`` and is built once per
+    process (:data:`JOINED`).
     """
     if name not in STRATEGIES:
         raise UserError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
@@ -63,12 +68,15 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         return tf.distribute.MirroredStrategy(devices=devices)
+    if JOINED:  # this process already joined the cluster (advtf.distribute.cluster.connect): the same one
+        return JOINED[0]
     if cluster_config() is None:
         raise UserError("--strategy multiworker needs the TF_CONFIG environment variable describing the cluster")
     comm = tf.distribute.experimental.CommunicationOptions(
         implementation=tf.distribute.experimental.CommunicationImplementation.AUTO
     )
-    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=comm)
+    JOINED.append(tf.distribute.MultiWorkerMirroredStrategy(communication_options=comm))
+    return JOINED[0]
 
 
 def is_multiworker(name: str = "auto") -> bool:

@@ -62,22 +62,23 @@ class Request:
 
 def execute(name: str, request: Request, *, out, overwrite: bool = False, resume: bool = False,
             progress: Callable | None = None, report: Callable[[str], None] | None = None,
-            cluster_timeout: float | None = None) -> dict:
+            cluster_timeout: float | None = None, cluster=None) -> dict:
     """Runs the job ``name`` on ``request`` into the run directory ``out``; returns its results.
 
     A cluster job (``JobSpec.cluster``) under ``--strategy multiworker`` first joins the cluster of
     ``TF_CONFIG`` (within ``cluster_timeout`` seconds); its workers share the chunks or cells and
     the chief alone writes ``out`` (:mod:`advtf.runs.cluster`). A non-chief worker returns
-    ``{"worker": index, "workers": count}`` instead of the job's results.
+    ``{"worker": index, "workers": count}`` instead of the job's results. ``cluster`` (an
+    :class:`advtf.runs.cluster.Cluster`) runs a cluster job on that one instead (tests: threads).
     """
     spec = JOBS.get(name)
     module = importlib.import_module(spec.module)
     if spec.cluster:  # a job without --strategy runs as "auto": a cluster run when TF_CONFIG is set
         from advtf.distribute import is_multiworker
 
-        if is_multiworker(getattr(request, "strategy", "auto")):
+        if cluster is not None or is_multiworker(getattr(request, "strategy", "auto")):
             return _execute_on_cluster(spec, module, request, out=out, overwrite=overwrite, resume=resume,
-                                       progress=progress, report=report, timeout=cluster_timeout)
+                                       progress=progress, report=report, timeout=cluster_timeout, cluster=cluster)
     with interruptible(), RunDir(out, overwrite=overwrite, resume=resume, resumable=spec.resumable,
                                  request=request.to_json(), inputs=request.inputs()) as run:
         results = module.run(request, run, progress=progress, report=report)
@@ -86,12 +87,13 @@ def execute(name: str, request: Request, *, out, overwrite: bool = False, resume
 
 
 def _execute_on_cluster(spec: JobSpec, module, request: Request, *, out, overwrite, resume, progress, report,
-                        timeout) -> dict:
+                        timeout, cluster=None) -> dict:
     """:func:`execute` as one worker of a cluster: the chief's results, or a worker's place."""
     from advtf.distribute.cluster import DEFAULT_TIMEOUT, connect
     from advtf.runs.cluster import cluster_run
 
-    _, cluster = connect(DEFAULT_TIMEOUT if timeout is None else timeout)
+    if cluster is None:
+        _, cluster = connect(DEFAULT_TIMEOUT if timeout is None else timeout)
     results: dict = {"worker": cluster.index, "workers": cluster.workers}
     with interruptible(), cluster_run(cluster, out, overwrite=overwrite, resume=resume, resumable=spec.resumable,
                                       request=request.to_json(), inputs=request.inputs()) as run:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from advtf import __version__
 from advtf import validation as check
 from advtf.data.registry import list_datasets
 from advtf.errors import UserError
@@ -24,6 +25,8 @@ from advtf.jobs.reproduce.preset import BUDGETS, PAPERS, load_preset
 from advtf.jobs.reproduce.report import PaperReport, write_report
 from advtf.jobs.reproduce.runner import locked, open_directory, results_reader, run_plan
 from advtf.jobs.reproduce.verdict import judge
+from advtf.runs import normalised
+from advtf.runs.cluster import Cluster, agreed, decode_version, encode_version, fingerprint
 
 # How to get a dataset a budget needs (the tensorflow-datasets builds advtf's loaders read).
 GET_DATASET = {
@@ -87,9 +90,22 @@ def dry_run_rows(plans: list[Plan]) -> list[dict]:
 
 def reproduce(request: ReproduceRequest, out: str | Path, *, resume: bool = False, overwrite: bool = False,
               progress: Callable | None = None, report: Callable[[str], None] | None = None,
-              execute: Callable | None = None) -> dict:
-    """Runs the plans' unfinished steps and writes the report; returns ``{paper: [claim outcomes]}``."""
+              execute: Callable | None = None, strategy: str = "auto", cluster_timeout: float | None = None,
+              cluster: Cluster | None = None) -> dict:
+    """Runs the plans' unfinished steps and writes the report; returns ``{paper: [claim outcomes]}``.
+
+    Under ``strategy`` ``multiworker`` (or ``auto`` with TF_CONFIG set) this process is one worker
+    of the cluster (joined within ``cluster_timeout`` seconds; ``cluster`` injects one, for tests):
+    see :func:`reproduce_on_cluster`. A non-chief worker returns ``{"worker": index, "workers": count}``.
+    """
     out = Path(out).resolve()
+    if cluster is None and _on_a_cluster(strategy):
+        from advtf.distribute.cluster import DEFAULT_TIMEOUT, connect
+
+        _, cluster = connect(DEFAULT_TIMEOUT if cluster_timeout is None else cluster_timeout)
+    if cluster is not None:
+        return reproduce_on_cluster(request, out, cluster, resume=resume, overwrite=overwrite, progress=progress,
+                                    report=report, execute=execute)
     plans = plan_for(request, out)
     check_datasets(plans, request.data_dir)
     lock = locked(out)
@@ -109,4 +125,103 @@ def reproduce(request: ReproduceRequest, out: str | Path, *, resume: bool = Fals
         lock.release()
 
 
-__all__ = ["ReproduceRequest", "dry_run_rows", "plan_for", "reproduce", "check_datasets"]
+def _on_a_cluster(strategy: str) -> bool:
+    """``--strategy multiworker``, or ``auto`` with TF_CONFIG set (checked without starting TensorFlow's runtime)."""
+    if strategy not in ("auto", "multiworker"):
+        raise UserError(f"advtf reproduce takes --strategy auto or multiworker (got {strategy!r}); each step "
+                        "picks this machine's devices itself")
+    from advtf.distribute.strategy import cluster_config
+
+    return strategy == "multiworker" or cluster_config() is not None
+
+
+def _plan_fingerprint(plans: list[Plan], resume: bool, overwrite: bool) -> int:
+    """What every worker's command must agree on: each step's job and request, and --resume/--overwrite."""
+    return fingerprint([[(s.id, s.job, normalised(s.request.to_json())) for s in plan.steps] for plan in plans]
+                       + [bool(resume), bool(overwrite)])
+
+
+def reproduce_on_cluster(request: ReproduceRequest, out: Path, cluster: Cluster, *, resume: bool, overwrite: bool,
+                         progress: Callable | None, report: Callable[[str], None] | None,
+                         execute: Callable | None) -> dict:
+    """:func:`reproduce` as one worker of ``cluster``; every worker runs the same command.
+
+    The chief alone owns ``out`` (its lock, ``reproduce.json``, ``state/``, the report). At the
+    start every worker's plan, advtf version and run flags are compared (one line, exit 2 on every
+    worker when they differ or the chief refuses ``out``); then all walk the plan in lockstep
+    (:func:`run_plan`). A lost worker stops the others at the next exchange; ``--resume`` on every
+    worker keeps the finished steps and resumes the interrupted one from its chunks.
+    """
+    say = report or (lambda text: None)
+    problem: UserError | None = None
+    plans: list[Plan] = []
+    lock = None
+    try:
+        plans = plan_for(request, out)
+        check_datasets(plans, request.data_dir)
+    except UserError as e:
+        problem = e
+    if cluster.chief and problem is None:
+        lock = locked(out)
+        try:
+            lock.acquire()
+        except UserError as e:
+            problem = e
+    try:
+        rows = cluster.gather([int(problem is None), _plan_fingerprint(plans, resume, overwrite) if plans else 0]
+                              + encode_version(__version__))
+        bad = [w for w, row in enumerate(rows) if not row[0]]
+        versions = [decode_version(row[2:]) for row in rows]
+        if problem is not None:
+            raise agreed(problem)
+        if bad:
+            raise agreed(UserError(f"worker(s) {', '.join(map(str, bad))} could not start the reproduction (their "
+                                   "message says why); fix it and start every worker again"))
+        odd = [w for w, v in enumerate(versions) if v != versions[0]]
+        if odd:
+            raise agreed(UserError("advtf versions differ across the cluster ("
+                                   + ", ".join(f"worker {w} runs {versions[w]}" for w in odd)
+                                   + f", the chief {versions[0]}); install the same advtf on every worker"))
+        other = [w for w, row in enumerate(rows) if row[1] != rows[0][1]]
+        if other:
+            raise agreed(UserError(f"worker(s) {', '.join(map(str, other))} were started with another reproduction "
+                                   "than the chief (paper, budget, --data-dir, --out, --resume or the presets differ); "
+                                   "start every worker with the same command line"))
+        problem = None  # all agree: the chief opens (or empties, for --overwrite) out and tells the others
+        if cluster.chief:
+            try:
+                open_directory(out, paper=request.paper, budget=request.budget, resume=resume, overwrite=overwrite)
+            except UserError as e:
+                problem = e
+        if not cluster.agree(problem is None)[0]:
+            raise agreed(problem or UserError(f"the chief (worker 0) refused --out {out} (its message says why); fix "
+                                              "it and start every worker again"))
+        say(f"reproducing on a cluster of {cluster.workers} workers: this is worker {cluster.index}"
+            + (f", the chief (it writes {out})" if cluster.chief else ""))
+        for plan in plans:
+            if len(plans) > 1:
+                say(f"{plan.preset.title}: {len(plan.steps)} steps")
+            run_plan(plan, progress=progress, report=report, execute=execute, cluster=cluster)
+        if not cluster.chief:  # the chief's last word: whether it wrote the report
+            if not all(cluster.agree(True)):
+                raise agreed(UserError(f"the chief (worker 0) did not write the report in {out} (its message says "
+                                       "why); run every worker again with --resume"))
+            return {"worker": cluster.index, "workers": cluster.workers}
+        try:
+            claims = write_report(out, [PaperReport(plan, judge(plan.preset.claims, results_reader(plan),
+                                                                plan.preset.variables.get(plan.budget, {})))
+                                        for plan in plans])
+        except BaseException:
+            try:
+                cluster.agree(False)
+            except Exception:  # a lost worker: nobody is waiting for the word
+                pass
+            raise
+        cluster.agree(True)
+        return claims
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+__all__ = ["ReproduceRequest", "dry_run_rows", "plan_for", "reproduce", "reproduce_on_cluster", "check_datasets"]

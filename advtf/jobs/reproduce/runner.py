@@ -11,8 +11,10 @@ changed preset value reruns exactly the steps whose request changed and everythi
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +22,7 @@ from advtf import jobs
 from advtf.errors import UserError
 from advtf.jobs.reproduce.plan import Plan, Step
 from advtf.runs import MANIFEST, OutLock, normalised, read_json, sha256_file, write_json
+from advtf.runs.cluster import Cluster, agreed
 
 MARKER = "reproduce.json"
 
@@ -83,35 +86,100 @@ def open_directory(out: Path, *, paper: str, budget: str, resume: bool, overwrit
     write_json(marker, {"paper": paper, "budget": budget})
 
 
+def shares_work(step: Step) -> bool:
+    """Whether every worker of a cluster runs ``step`` (a cluster job: they share its chunks or cells).
+
+    Under a cluster, a request's ``strategy`` of ``auto`` means ``multiworker`` (TF_CONFIG is set).
+    """
+    return jobs.JOBS.get(step.job).cluster and getattr(step.request, "strategy", "auto") in ("auto", "multiworker")
+
+
+@contextmanager
+def alone():
+    """The chief running a step by itself: TF_CONFIG hidden, so the job's ``--strategy auto`` picks
+    this machine's devices instead of waiting for the workers (who wait at a barrier)."""
+    saved = os.environ.pop("TF_CONFIG", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["TF_CONFIG"] = saved
+
+
 def run_plan(plan: Plan, *, progress: Callable | None = None, report: Callable[[str], None] | None = None,
-             execute: Callable = None) -> dict[str, dict]:
+             execute: Callable = None, cluster: Cluster | None = None) -> dict[str, dict]:
     """Runs every unfinished step of ``plan`` in order; returns ``{step id: {"ran": bool, "seconds"}}``.
 
     An exception in a step propagates (the finished steps stay finished, an interrupted resumable
     step keeps its ``.partial``): the next ``--resume`` continues from there.
+
+    On a ``cluster`` every worker walks the plan in lockstep: the chief decides which steps are
+    finished and tells the others (``cluster.gather``). A cluster job (:func:`shares_work`) runs on
+    every worker, sharing its chunks or cells; any other step (training, kernels, an analysis that
+    is no cluster job) runs on the chief alone while the others wait at a barrier. Only the chief
+    writes ``DIR``; a worker writes only its own resume stores inside the steps' ``.partial``.
     """
     execute = execute or jobs.execute
     say = report or (lambda text: None)
+    chief = cluster is None or cluster.chief
     done: dict[str, dict] = {}
     total = len(plan.steps)
-    (plan.out / "steps").mkdir(parents=True, exist_ok=True)
-    (plan.out / "state").mkdir(parents=True, exist_ok=True)
+    if chief:
+        (plan.out / "steps").mkdir(parents=True, exist_ok=True)
+        (plan.out / "state").mkdir(parents=True, exist_ok=True)
     for k, step in enumerate(plan.steps, 1):
-        if is_finished(plan, step):
+        finished = chief and is_finished(plan, step)
+        if cluster is not None:  # the chief's word, so every worker skips the same steps
+            finished = bool(cluster.gather([int(finished)])[0][0])
+        if finished:
             say(f"step {k} of {total}: {step.id} (kept: finished with the same settings)")
             done[step.id] = {"ran": False, "seconds": 0.0}
             continue
-        resume = _partial_matches(step) and jobs.JOBS.get(step.job).resumable
-        overwrite = not resume and (step.out.exists() or step.out.with_name(step.out.name + ".partial").exists())
-        say(f"step {k} of {total}: {step.id} ({step.job}{', resumed' if resume else ''})")
+        resume = chief and _partial_matches(step) and jobs.JOBS.get(step.job).resumable
+        overwrite = chief and not resume and (step.out.exists()
+                                              or step.out.with_name(step.out.name + ".partial").exists())
+        shared = cluster is not None and shares_work(step)
+        where = "" if cluster is None else ", every worker" if shared else ", on the chief"
+        say(f"step {k} of {total}: {step.id} ({step.job}{', resumed' if resume else ''}{where})")
         start = time.time()
-        execute(step.job, step.request, out=step.out, overwrite=overwrite, resume=resume, progress=progress,
-                report=report)
+        if cluster is None:
+            execute(step.job, step.request, out=step.out, overwrite=overwrite, resume=resume, progress=progress,
+                    report=report)
+        elif shared:
+            execute(step.job, step.request, out=step.out, overwrite=overwrite, resume=resume, progress=progress,
+                    report=report, cluster=cluster)
+        else:
+            _on_the_chief(cluster, step, lambda: execute(step.job, step.request, out=step.out, overwrite=overwrite,
+                                                         resume=resume, progress=progress, report=report))
         seconds = time.time() - start
-        state = step_state(plan, step)
-        write_json(plan.out / "state" / f"{step.id}.json", {**state, "seconds": round(seconds, 3)})
+        if chief:
+            state = step_state(plan, step)
+            write_json(plan.out / "state" / f"{step.id}.json", {**state, "seconds": round(seconds, 3)})
         done[step.id] = {"ran": True, "seconds": seconds}
     return done
+
+
+def _on_the_chief(cluster: Cluster, step: Step, run: Callable[[], object]) -> None:
+    """Runs ``run`` on the chief alone; every worker then learns whether it finished, so all go on or stop."""
+    if not cluster.chief:
+        if not all(cluster.agree(True)):
+            raise agreed(UserError(f"the chief (worker 0, {_address(cluster)}) stopped at step {step.id} (its "
+                                   "message says why); fix it and run every worker again with --resume"))
+        return
+    try:
+        with alone():
+            run()
+    except BaseException:
+        try:
+            cluster.agree(False)
+        except Exception:  # a lost worker: nobody is waiting for the word
+            pass
+        raise
+    cluster.agree(True)
+
+
+def _address(cluster: Cluster) -> str:
+    return cluster.addresses[0] if cluster.addresses else "worker 0"
 
 
 def results_reader(plan: Plan) -> Callable[[str], dict | None]:

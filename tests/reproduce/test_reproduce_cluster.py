@@ -1,0 +1,300 @@
+"""``advtf reproduce`` on a cluster: the workers walk the plan in lockstep (a 2-member Cluster in threads).
+
+The chief decides which steps are finished and alone writes DIR; a cluster job's chunks are shared;
+any other step runs on the chief while the worker waits. A slow test runs two real worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+import advtf.jobs
+import fakejob
+import fakeshared
+from advtf.errors import UserError
+from advtf.jobs.reproduce import ReproduceRequest, reproduce
+from advtf.runs.cluster import Cluster
+
+PRESET = """
+paper = "fake"
+title = "A fake paper"
+
+[vars.smoke]
+[vars.paper]
+
+[[steps]]
+id = "a"
+job = "fake"
+options = { value = 3 }
+
+[[steps]]
+id = "s"
+job = "shared"
+options = { value = 2, n = 8, sources = ["@a"] }
+
+[[steps]]
+id = "c"
+job = "fake"
+options = { value = 5 }
+
+[[steps]]
+id = "t"
+job = "shared"
+options = { value = 1, n = 6, sources = ["@s", "@c"] }
+
+[[claims]]
+id = "t-total"
+statement = "t adds everything up."
+paper_value = "70"
+where = "Table 1"
+measure = "t:total - 70"
+holds = ">= 0"
+"""
+
+
+class Exchange:
+    """A gather between threads, round by round (what MultiWorkerMirroredStrategy's all-reduce does).
+
+    A member that never arrives breaks the round after ``timeout``; :meth:`lose` breaks the rounds
+    still waiting at once (what TensorFlow's heartbeats do when a worker process dies), never a
+    round every member already reached.
+    """
+
+    def __init__(self, members: int, timeout: float):
+        self.members, self.timeout = members, timeout
+        self.cv = threading.Condition()
+        self.rows: dict[int, list[int]] = {}
+        self.result: list[list[int]] = []
+        self.round, self.dead = 0, False
+
+    def gather(self, index: int, values) -> list[list[int]]:
+        with self.cv:
+            if self.dead:
+                raise threading.BrokenBarrierError
+            mine = self.round
+            self.rows[index] = list(values)
+            if len(self.rows) == self.members:
+                self.result, self.rows = [self.rows[w] for w in range(self.members)], {}
+                self.round += 1
+                self.cv.notify_all()
+            elif not self.cv.wait_for(lambda: self.round != mine or self.dead, self.timeout) or self.round == mine:
+                self.dead = True
+                self.cv.notify_all()
+                raise threading.BrokenBarrierError
+            return [list(r) for r in self.result]
+
+    def lose(self) -> None:
+        with self.cv:
+            self.dead = True
+            self.cv.notify_all()
+
+
+def thread_clusters(workers: int, timeout: float = 120) -> list[Cluster]:
+    """One :class:`Cluster` per member of an :class:`Exchange`; ``cluster.lost()`` is a member dying."""
+    exchange = Exchange(workers, timeout)
+    clusters = [Cluster(w, workers, lambda values, w=w: exchange.gather(w, values),
+                        [f"127.0.0.1:{9000 + w}" for w in range(workers)]) for w in range(workers)]
+    for c in clusters:
+        c.lost = exchange.lose
+    return clusters
+
+
+@pytest.fixture
+def jobs_table(monkeypatch):
+    """JOBS with ``fake`` (no cluster job) and ``shared`` (a cluster job) registered; call logs cleared."""
+    table = advtf.jobs.JOBS.copy()
+    monkeypatch.setattr(advtf.jobs, "JOBS", table)
+    advtf.jobs.register("fake", "A fake job.", cli="fakejob:run", module="fakejob", resumable=True)
+    advtf.jobs.register("shared", "A fake cluster job.", cli="fakeshared:run", module="fakeshared", resumable=True,
+                        cluster=True)
+    for log in (fakejob.CALLS, fakejob.FAIL, fakeshared.CHUNKS, fakeshared.FAIL):
+        log.clear()
+    yield
+    for log in (fakejob.CALLS, fakejob.FAIL, fakeshared.CHUNKS, fakeshared.FAIL):
+        log.clear()
+
+
+@pytest.fixture
+def request_(tmp_path) -> ReproduceRequest:
+    folder = tmp_path / "presets"
+    folder.mkdir()
+    (folder / "fake.toml").write_text(textwrap.dedent(PRESET))
+    return ReproduceRequest(paper="fake", budget="smoke", preset_dir=str(folder))
+
+
+class Writes:
+    """Every file or directory a thread creates, changes, renames or removes: ``(event, path)`` (``sys.addaudithook``)."""
+
+    EVENTS = {"open", "os.mkdir", "os.rename", "os.replace", "os.remove", "os.rmdir", "shutil.rmtree",
+              "os.truncate", "os.symlink", "os.link"}
+    WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+    active: "Writes | None" = None
+    installed = False
+
+    def __init__(self):
+        self.by_thread: dict[str, list[str]] = {}
+
+    def __enter__(self):
+        if not Writes.installed:
+            sys.addaudithook(Writes._hook)  # cannot be removed: it does nothing while no Writes is active
+            Writes.installed = True
+        Writes.active = self
+        return self
+
+    def __exit__(self, *exc):
+        Writes.active = None
+
+    @staticmethod
+    def _hook(event, args):
+        self = Writes.active
+        if self is None or event not in Writes.EVENTS:
+            return
+        if event == "open":
+            path, mode, flags = args
+            writing = (isinstance(mode, str) and any(m in mode for m in "wax+")) or (
+                mode is None and isinstance(flags, int) and flags & Writes.WRITE_FLAGS)
+            if not writing:
+                return
+            paths = [path]
+        else:
+            paths = [a for a in args if isinstance(a, (str, bytes, os.PathLike))][:2]
+        for p in paths:
+            if isinstance(p, int):
+                continue
+            self.by_thread.setdefault(threading.current_thread().name, []).append(
+                (event, os.path.abspath(os.fsdecode(p))))
+
+
+def run_workers(request, out, clusters, *, resume=False):
+    """Runs :func:`reproduce` as every member of ``clusters`` (one thread each).
+
+    Returns per member: the result or exception, the steps it executed, and its report lines.
+    """
+    results, executed, said = [None] * len(clusters), [[] for _ in clusters], [[] for _ in clusters]
+
+    def member(w):
+        def execute(job, step_request, **kw):
+            executed[w].append(Path(kw["out"]).name)
+            return advtf.jobs.execute(job, step_request, **kw)
+        try:
+            results[w] = reproduce(request, out, resume=resume, cluster=clusters[w], execute=execute,
+                                   report=said[w].append)
+        except BaseException as e:  # noqa: BLE001 - handed back to the test
+            results[w] = e
+            clusters[w].lost()  # the thread "dies": the others' next exchange fails
+
+    threads = [threading.Thread(target=member, args=(w,), name=f"member-{w}") for w in range(len(clusters))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not any(t.is_alive() for t in threads)
+    return results, executed, said
+
+
+def test_workers_walk_the_plan_in_lockstep_and_only_the_chief_writes_dir(jobs_table, request_, tmp_path):
+    out = tmp_path / "R"
+    with Writes() as writes:
+        (claims, place), executed, said = run_workers(request_, out, thread_clusters(2))
+    assert place == {"worker": 1, "workers": 2}, place
+    assert [c["verdict"] for c in claims["fake"]] == ["holds"], claims
+    # the cluster jobs ran on both members, the other steps on the chief alone
+    assert executed == [["a", "s", "c", "t"], ["s", "t"]]
+    assert sorted(fakejob.CALLS) == ["a", "c"]
+    assert sorted(fakeshared.CHUNKS) == sorted([(c % 2, "s", c) for c in range(4)] + [(c % 2, "t", c) for c in range(3)])
+    # the totals, by hand: a = 3; s = 2 * (0 + ... + 7) + a; c = 5; t = 0 + ... + 5 + s + c
+    totals = {sid: json.loads((out / "steps" / sid / "results.json").read_text())["total"] for sid in "asct"}
+    assert totals == {"a": 3.0, "s": 59.0, "c": 5.0, "t": 79.0}
+    assert sorted(p.name for p in (out / "state").iterdir()) == ["a.json", "c.json", "s.json", "t.json"]
+    assert (out / "report.md").is_file() and (out / "report.html").is_file()
+    assert not list(out.glob("steps/*.partial")) and not (tmp_path / "R.lock").exists()
+    # the worker wrote only its own resume stores, inside the shared steps' .partial directories
+    stores = [str(out / "steps" / f"{sid}.partial" / "resume" / "worker-1") for sid in "st"]
+    partials = [str(out / "steps" / f"{sid}.partial") for sid in "st"]
+
+    def allowed(event, path):  # in its store, or a parent of it made as by mkdir -p
+        return any(path == s or path.startswith(s + os.sep) for s in stores) or event == "os.mkdir" and any(
+            path.startswith(p) and s.startswith(path + os.sep) for p, s in zip(partials, stores))
+
+    theirs = [(e, p) for e, p in writes.by_thread.get("member-1", []) if p.startswith(str(tmp_path))]
+    assert theirs and all(allowed(e, p) for e, p in theirs), theirs
+    assert any(e == "os.rename" or e == "os.replace" for e, _ in theirs)  # the hook sees its atomic writes
+    assert any(p == str(out / "report.md") for _, p in writes.by_thread["member-0"])
+    # the same steps, in the same order, on both members
+    steps = [[line.split(" (")[0] for line in lines if line.startswith("step ")] for lines in said]
+    assert steps[0] == steps[1] == [f"step {k} of 4: {sid}" for k, sid in enumerate("asct", 1)]
+
+    # a rerun keeps every step, on both members
+    (claims, place), executed, said = run_workers(request_, out, thread_clusters(2), resume=True)
+    assert place == {"worker": 1, "workers": 2} and claims["fake"][0]["verdict"] == "holds"
+    assert executed == [[], []]
+    for lines in said:
+        assert [line for line in lines if line.startswith("step ")] == [
+            f"step {k} of 4: {sid} (kept: finished with the same settings)" for k, sid in enumerate("asct", 1)]
+
+
+def test_a_worker_lost_in_a_shared_step_stops_both_and_resume_continues_from_the_chunks(jobs_table, request_,
+                                                                                        tmp_path):
+    out = tmp_path / "R"
+    fakeshared.FAIL.add((1, 3))  # worker 1 dies at its second chunk of s (chunk 1 stored)
+    (chief, worker), executed, _ = run_workers(request_, out, thread_clusters(2))
+    assert isinstance(worker, RuntimeError) and "died at chunk 3" in str(worker)
+    assert isinstance(chief, threading.BrokenBarrierError), chief  # the chief's next exchange fails
+    assert executed == [["a", "s"], ["s"]]
+    partial = out / "steps" / "s.partial" / "resume"
+    stored = {w: json.loads((partial / f"worker-{w}" / "done.json").read_text())["done"] for w in (0, 1)}
+    assert stored == {0: ["chunk_00000", "chunk_00002"], 1: ["chunk_00001"]}
+    fakeshared.FAIL.clear()
+    fakeshared.CHUNKS.clear()
+    (claims, place), executed, said = run_workers(request_, out, thread_clusters(2), resume=True)
+    assert place == {"worker": 1, "workers": 2} and claims["fake"][0]["verdict"] == "holds"
+    assert executed == [["s", "c", "t"], ["s", "t"]]  # a kept; s resumed
+    assert [c for c in fakeshared.CHUNKS if c[1] == "s"] == [(1, "s", 3)]  # only the chunk nobody finished
+    assert json.loads((out / "steps" / "s" / "results.json").read_text()) == {"total": 59.0, "resumed_chunks": 3}
+    assert any("step 2 of 4: s (shared, resumed, every worker)" in line for line in said[0]), said[0]
+
+
+def test_a_chief_step_that_fails_stops_the_waiting_worker_on_one_line(jobs_table, request_, tmp_path):
+    out = tmp_path / "R"
+    fakejob.FAIL.add(5)  # step c (chief only) raises
+    (chief, worker), executed, _ = run_workers(request_, out, thread_clusters(2))
+    assert isinstance(chief, RuntimeError) and "killed at value 5" in str(chief)
+    assert isinstance(worker, UserError) and "stopped at step c" in str(worker) and "--resume" in str(worker)
+    assert "\n" not in str(worker) and executed == [["a", "s", "c"], ["s"]]
+    fakejob.FAIL.clear()
+    (claims, _), executed, _ = run_workers(request_, out, thread_clusters(2), resume=True)
+    assert executed == [["c", "t"], ["t"]] and claims["fake"][0]["verdict"] == "holds"
+
+
+def test_a_worker_started_with_another_command_is_refused_on_every_worker(jobs_table, request_, tmp_path):
+    out = tmp_path / "R"
+    clusters = thread_clusters(2)
+    results = [None, None]
+
+    def member(w, **kw):
+        try:
+            results[w] = reproduce(request_, out, cluster=clusters[w], **kw)
+        except BaseException as e:  # noqa: BLE001
+            results[w] = e
+
+    threads = [threading.Thread(target=member, args=(0,)), threading.Thread(target=member, args=(1,),
+                                                                             kwargs={"overwrite": True})]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for r in results:
+        assert isinstance(r, UserError) and "worker(s) 1 were started with another reproduction" in str(r), r
+    assert not out.exists() and fakejob.CALLS == []
+
+
+def test_reproduce_refuses_a_single_machine_strategy(request_, tmp_path):
+    with pytest.raises(UserError, match="--strategy auto or multiworker"):
+        reproduce(request_, tmp_path / "R", strategy="mirrored")
