@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import click
 
-from advtf.cli.options import (attack_setup, compose, dataset_options, print_summary, run_job, run_options,
-                               targeting_options, threat_options)
+from advtf.cli.options import (attack_setup, cluster_timeout_option, compose, dataset_options, print_summary,
+                               run_job, run_options, targeting_options, threat_options)
 
 _MODELS = click.argument("model_paths", nargs=-1, metavar="MODEL...", type=click.Path())
 
@@ -46,7 +46,8 @@ def _fmt(value) -> str:
 @targeting_options()
 @_map_options(default_examples=4)
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
-@run_options()
+@cluster_timeout_option()
+@run_options(resumable=True)
 def cam(**kw):
     """Class activation maps of natural and adversarial images and the interpretability score (Table 2).
 
@@ -66,7 +67,9 @@ def cam(**kw):
           --attack cw --norm l2 --eps 2 --targeted --method cam --out runs/cam-cw
 
     Writes results.json, cam.csv/.md (per model), examples.csv/.md (per pair), cam.png
-    (cam_<model>.png for several models) and manifest.json.
+    (cam_<model>.png for several models) and manifest.json. Every model's attack runs first, by
+    resumable chunk: an interrupted run continues with --resume; with TF_CONFIG set, the workers
+    of a cluster share the attacks and the chief computes the maps (README, "Cluster runs").
     """
     from advtf.inputs import model_name
     from advtf.jobs.cam import CamRequest
@@ -107,7 +110,8 @@ def cam(**kw):
 @click.option("--batch-size", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--chunk", type=click.IntRange(min=1), default=256, show_default=True,
               help="Grid removals per forward pass.")
-@run_options()
+@cluster_timeout_option()
+@run_options(resumable=True)
 def psr(**kw):
     """Grid-level sensitivity and promotion-suppression ratio of adversarial perturbations (Tables 1, A1).
 
@@ -126,7 +130,10 @@ def psr(**kw):
       advtf psr runs/std --attack ifgsm --norm linf --eps 0.1 --targeted --out runs/psr-ifgsm
 
     Writes results.json, psr.csv/.md (per model), refine.csv/.md (with --refine), psr_examples.png
-    (Figure 2), psr_cam.png (Figure 4), refine_s1.png / refine_s2.png and manifest.json.
+    (Figure 2), psr_cam.png (Figure 4), refine_s1.png / refine_s2.png and manifest.json. Every
+    model's attack runs first, by resumable chunk: an interrupted run continues with --resume;
+    with TF_CONFIG set, the workers of a cluster share the attacks and the chief measures the
+    grids and runs the --refine attacks (README, "Cluster runs").
     """
     from advtf.inputs import model_name
     from advtf.jobs.psr import PsrRequest

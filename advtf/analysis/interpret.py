@@ -24,13 +24,13 @@ REFINEMENTS = ("s1", "s2")
 NORMS = ("l0", "l1", "l2", "linf")
 
 
-def analysed_pairs(model, splits, request, *, batch_size: int, seed: int, progress=None,
-                   desc: str = "") -> Iterator[tuple[dict, dict]]:
+def analysed_pairs(model, splits, request, *, batch_size: int, seed: int, progress=None, desc: str = "",
+                   pairs=adversarial_pairs) -> Iterator[tuple[dict, dict]]:
     """Per batch: ``(kept, counts)``; ``kept`` holds the successful pairs of correctly classified images
     (``natural``, ``image``, ``delta``, ``label`` = t0, ``target`` = t, the norms), ``counts`` the
-    batch's ``images``, ``correct`` and ``successful`` counts."""
-    for rows in adversarial_pairs(model, splits, request, batch_size=batch_size, seed=seed, progress=progress,
-                                  desc=desc):
+    batch's ``images``, ``correct`` and ``successful`` counts. ``pairs`` gives the attacked batches
+    (``adversarial_pairs``' signature; a job passes its stored, resumable passes)."""
+    for rows in pairs(model, splits, request, batch_size=batch_size, seed=seed, progress=progress, desc=desc):
         keep = rows["clean_correct"].astype(bool) & rows["success"].astype(bool)
         counts = {"images": int(len(keep)), "correct": int(rows["clean_correct"].sum()), "successful": int(keep.sum())}
         t = rows["target"] if request.targeted else rows["adversarial_prediction"]
@@ -59,18 +59,19 @@ def _mean(values) -> float | None:
 
 
 def cam_statistics(model, maker: MapMaker, splits, request, *, quantile: float = DEFAULT_QUANTILE,
-                   examples: int = 4, batch_size: int = 100, seed: int = 0, progress=None, desc: str = "") -> dict:
+                   examples: int = 4, batch_size: int = 100, seed: int = 0, progress=None, desc: str = "",
+                   pairs=adversarial_pairs) -> dict:
     """The four CAMs of every analysed pair of one model and their interpretability scores (Table 2).
 
     Returns ``stats`` (``images``, ``correct``, ``pairs``, ``clean_accuracy``, ``success_rate``; per
     map key ``is_<key>`` the mean IS over pairs with a region, ``undefined_<key>`` the pairs whose
     map has none (IS NaN), ``map_<key>`` the mean shared-normalised map), ``pairs`` (per pair:
     ``pair``, ``label``, ``target``, ``is_<key>``) and ``figure`` (the first ``examples`` pairs'
-    images, classes and shared-normalised maps; None without pairs).
+    images, classes and shared-normalised maps; None without pairs). ``pairs``: see :func:`analysed_pairs`.
     """
     counts, scores, means, per_pair, figure = {}, {k: [] for k in MAP_KEYS}, {k: [] for k in MAP_KEYS}, [], None
     for kept, batch_counts in analysed_pairs(model, splits, request, batch_size=batch_size, seed=seed,
-                                             progress=progress, desc=desc):
+                                             progress=progress, desc=desc, pairs=pairs):
         start = counts.get("successful", 0)
         _add(counts, batch_counts)
         n = len(kept["label"])
@@ -122,7 +123,8 @@ def _sensitivity_figure(kept, maps, sens, norms, significant, masks, examples: i
 
 def psr_statistics(model, maker: MapMaker, splits, request, masks: np.ndarray, *, xi: float = DEFAULT_XI,
                    drop: float = DEFAULT_DROP, refine=(), quantile: float = DEFAULT_QUANTILE, examples: int = 3,
-                   batch_size: int = 50, chunk: int = 256, seed: int = 0, progress=None, desc: str = "") -> dict:
+                   batch_size: int = 50, chunk: int = 256, seed: int = 0, progress=None, desc: str = "",
+                   pairs=adversarial_pairs) -> dict:
     """Grid sensitivity, PSR, Table 1 correlations and refined attacks (Table A1) of one model.
 
     Returns ``stats`` (rates; ``corr_<k>`` per-image Pearson of d0/dt/s with ||delta_Gi||_2,
@@ -131,12 +133,13 @@ def psr_statistics(model, maker: MapMaker, splits, request, masks: np.ndarray, *
     ``refine`` when there were pairs: ``skipped_empty``, the pairs whose S is empty; ``pairs``
     refined; their ``pixels_allowed``, mean norms before and after, ``refined_success_rate``;
     ``figure``, the first batch's masks and refined images), and ``figure`` (Figures 2 and 4 of
-    the first ``examples`` pairs; None without pairs or examples).
+    the first ``examples`` pairs; None without pairs or examples). ``pairs`` gives the attack's
+    batches (:func:`analysed_pairs`); the refined attacks run here, on the successful pairs.
     """
     counts, acc, figure = {}, {}, None
     refined = {r: {} for r in refine}
     for kept, batch_counts in analysed_pairs(model, splits, request, batch_size=batch_size, seed=seed,
-                                             progress=progress, desc=desc):
+                                             progress=progress, desc=desc, pairs=pairs):
         _add(counts, batch_counts)
         n = len(kept["label"])
         if not n:

@@ -152,9 +152,10 @@ register("retrain", "Block-wise retraining: reinitialise and retrain modules, th
 register("dissect", "Network dissection: unit concepts (IoU), sensitivity to attacks, p-values (Xu et al. 2019).",
          cli="advtf.cli.dissect:dissect", module="advtf.jobs.dissect", resumable=True, cluster=True)
 register("cam", "CAMs of natural/adversarial images and the interpretability score (Xu et al. 2019).",
-         cli="advtf.cli.interpret:cam", module="advtf.jobs.cam")
+         cli="advtf.cli.interpret:cam", module="advtf.jobs.cam", resumable=True, cluster=True)
 register("psr", "Grid sensitivity and promotion-suppression ratio of perturbations, refined attacks "
-         "(Xu et al. 2019).", cli="advtf.cli.interpret:psr", module="advtf.jobs.psr")
+         "(Xu et al. 2019).", cli="advtf.cli.interpret:psr", module="advtf.jobs.psr", resumable=True,
+         cluster=True)
 register("reproduce", "A paper's experiments in one resumable command, with a report judging its claims.",
          cli="advtf.cli.reproduce:reproduce", module="advtf.jobs.reproduce", resumable=True)
 register("datasets", "List registered datasets and where they are found.", cli="advtf.cli.info:datasets")

@@ -2,7 +2,9 @@
 score of Xu et al. 2019 (Section 4, Eq. 5-6, Table 2, Figures 3 and A1).
 
 The maps and scores are :func:`advtf.analysis.interpret.cam_statistics`; this job validates the
-request, loads the dataset and models and writes ``results.json``, the tables and the figures.
+request, loads the dataset and models, attacks every model first as a resumable pass
+(:class:`advtf.jobs.attack_passes.AttackPasses`: ``--resume``; shared by the workers of a cluster),
+then scores the stored pairs and writes ``results.json``, the tables and the figures.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from advtf.errors import UserError
 from advtf.inputs import DataRequest, fingerprints, load_models, model_name
 from advtf.jobs import Request
 from advtf.jobs.attack import check_attack_request
+from advtf.jobs.attack_passes import AttackPasses
 from advtf.plots.interpret import cam_figure
 from advtf.runs import write_json, write_table
 
@@ -94,12 +97,18 @@ def run(request: CamRequest, run, *, progress=None, report=None) -> dict[str, An
     models = load_models(paths, splits.info)
     run.record_inputs(dataset=splits.fingerprint, models=fingerprints(paths))
     makers = [MapMaker(m, request.method, request.layer) for m in models]  # bad layers / heads fail before any attack
+    # Every model's attack first, as resumable passes (a cluster's workers share them, then only the chief goes on).
+    passes = AttackPasses.of_test_split(run, splits, batch_size=request.batch_size, seed=data.seed,
+                                        progress=progress)
+    for path, model in zip(paths, models):
+        passes.add(model, attack, f"{attack.name} on {model_name(path)}")
+    passes.run_all()
     rows, per_pair, shown = [], [], {}
     for path, model, maker in zip(paths, models, makers):
         name = model_name(path)
         found = cam_statistics(model, maker, splits, attack, quantile=request.quantile, examples=request.examples,
                                batch_size=request.batch_size, seed=data.seed, progress=progress,
-                               desc=f"{attack.name} on {name}")
+                               desc=f"{attack.name} on {name}", pairs=passes.pairs)
         rows.append({"model": name, "attack": attack.name, "method": request.method, "layer": maker.layer,
                      **found["stats"]})
         per_pair += [{"model": name, **pair} for pair in found["pairs"]]

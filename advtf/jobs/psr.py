@@ -3,7 +3,10 @@ perturbations, and attacks refined to S1/S2 (Xu et al. 2019, Section 3, Tables 1
 Figures 2, 4, 6, A2 and A6).
 
 The statistics are :func:`advtf.analysis.interpret.psr_statistics`; this job validates the
-request, loads the dataset and models and writes ``results.json``, the tables and the figures.
+request, loads the dataset and models, attacks every model first as a resumable pass
+(:class:`advtf.jobs.attack_passes.AttackPasses`: ``--resume``; shared by the workers of a cluster),
+then measures the stored pairs and writes ``results.json``, the tables and the figures. The
+refined attacks (``--refine``, on the successful pairs only) run afterwards, on the chief alone.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from advtf.analysis.psr import DEFAULT_DROP, DEFAULT_XI, grid_masks
 from advtf.inputs import DataRequest, fingerprints, load_models, model_name
 from advtf.jobs import Request
 from advtf.jobs.attack import check_attack_request
+from advtf.jobs.attack_passes import AttackPasses
 from advtf.jobs.cam import check_maps, check_models, no_pairs_error
 from advtf.plots.interpret import psr_cam_figure, psr_examples_figure, refine_figure
 from advtf.runs import write_json, write_table
@@ -99,12 +103,19 @@ def run(request: PsrRequest, run, *, progress=None, report=None) -> dict[str, An
     models = load_models(paths, splits.info)
     run.record_inputs(dataset=splits.fingerprint, models=fingerprints(paths))
     makers = [MapMaker(m, request.method, request.layer) for m in models]
+    # Every model's attack first, as resumable passes (a cluster's workers share them, then only the chief goes on).
+    passes = AttackPasses.of_test_split(run, splits, batch_size=request.batch_size, seed=data.seed,
+                                        progress=progress)
+    for path, model in zip(paths, models):
+        passes.add(model, attack, f"{attack.name} on {model_name(path)}")
+    passes.run_all()
     rows, refine_rows, notes, drawn = [], [], [], {}
     for path, model, maker in zip(paths, models, makers):
         name = model_name(path)
         found = psr_statistics(model, maker, splits, attack, masks, xi=request.xi, drop=request.drop, refine=refine,
                                quantile=request.quantile, examples=request.examples, batch_size=request.batch_size,
-                               chunk=request.chunk, seed=data.seed, progress=progress, desc=f"{attack.name} on {name}")
+                               chunk=request.chunk, seed=data.seed, progress=progress, desc=f"{attack.name} on {name}",
+                               pairs=passes.pairs)
         row = {"model": name, "attack": attack.name, "grid": grid, "stride": stride, "grids": len(masks),
                **found["stats"]}
         rows.append(row)
