@@ -298,3 +298,103 @@ def test_a_worker_started_with_another_command_is_refused_on_every_worker(jobs_t
 def test_reproduce_refuses_a_single_machine_strategy(request_, tmp_path):
     with pytest.raises(UserError, match="--strategy auto or multiworker"):
         reproduce(request_, tmp_path / "R", strategy="mirrored")
+
+
+# -- two real worker processes -------------------------------------------------------------------------------------
+# A tiny "springer2021" preset (the CLI takes only the papers' names): a training step (on the chief), a
+# robustify step (a cluster job: 4 chunks shared) and kernels (on the chief); digits, seconds per step.
+TINY = """
+paper = "springer2021"
+title = "Springer et al. 2021"
+
+[vars.smoke]
+data = { dataset = "digits", train_subset = 64, test_subset = 32 }
+
+[[steps]]
+id = "std"
+job = "train"
+options = { model = "test_cnn", epochs = 1, batch_size = 32, optimizer = "adam", lr = 0.01, eval_steps = 1 }
+smoke = { data = "$data" }
+
+[[steps]]
+id = "r0"
+job = "robustify"
+options = { model = "@std", steps = 2, step_size = 0.1, batch_size = 8, chunk_size = 8 }
+smoke = { data = "$data" }
+
+[[steps]]
+id = "kernels"
+job = "kernels"
+options = { models = ["@std"] }
+
+[[claims]]
+id = "trained"
+statement = "the model learns something."
+paper_value = "-"
+where = "nowhere"
+measure = "std:clean_accuracy"
+holds = ">= 0"
+"""
+
+# one thread per process: the two workers share the machine's cores fairly; "-P": the installed advtf
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MPLBACKEND": "Agg", "CUDA_VISIBLE_DEVICES": "",
+       "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+ENV.pop("TF_CONFIG", None)
+
+
+def free_ports(n: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def advtf_with_presets(folder: Path) -> list[str]:
+    """``advtf`` reading its presets from ``folder``."""
+    return [sys.executable, "-P", "-c", "import pathlib, advtf.jobs.reproduce.preset as p; "
+            f"p.preset_directory = lambda: pathlib.Path({str(folder)!r}); from advtf.cli.main import main; main()"]
+
+
+@pytest.mark.slow
+def test_two_worker_processes_reproduce_with_the_report_by_the_chief_and_a_resume_keeps_every_step(tmp_path):
+    import subprocess
+
+    folder = tmp_path / "presets"
+    folder.mkdir()
+    (folder / "springer2021.toml").write_text(textwrap.dedent(TINY))
+    out = tmp_path / "R"
+    command = [*advtf_with_presets(folder), "reproduce", "springer2021", "--budget", "smoke", "--out", str(out),
+               "--quiet", "--cluster-timeout", "120"]
+    addresses = [f"127.0.0.1:{p}" for p in free_ports(2)]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={
+        **ENV, "TF_CONFIG": json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": i}})})
+        for i in range(2)]
+    try:
+        (chief_out, chief_err), (worker_out, worker_err) = (p.communicate(timeout=600) for p in procs)
+    finally:
+        for p in procs:
+            p.kill()
+    assert procs[0].returncode == 0, chief_err[-3000:]
+    assert procs[1].returncode == 0, worker_err[-3000:]
+    for text in (chief_out, worker_out):  # the same steps on both, each where it ran
+        assert "step 1 of 3: std (train, on the chief)" in text
+        assert "step 2 of 3: r0 (robustify, every worker)" in text
+        assert "step 3 of 3: kernels (kernels, on the chief)" in text
+    assert "worker 1 of 2 finished its share; the chief wrote" in worker_out, worker_out
+    assert "trained" in chief_out and "report:" in chief_out
+    assert (out / "report.html").is_file() and (out / "report.md").is_file()
+    assert sorted(p.name for p in (out / "state").iterdir()) == ["kernels.json", "r0.json", "std.json"]
+    robustified = json.loads((out / "steps" / "r0" / "results.json").read_text())
+    assert robustified["resumed_chunks"] == 0 and not list(out.glob("steps/*.partial"))
+    assert not (tmp_path / "R.lock").exists()
+    # one process, no cluster: every step is kept
+    done = subprocess.run([*command, "--resume"], capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    kept = [line for line in done.stdout.splitlines() if line.startswith("step ")]
+    assert kept == [f"step {k} of 3: {sid} (kept: finished with the same settings)"
+                    for k, sid in enumerate(("std", "r0", "kernels"), 1)], done.stdout
