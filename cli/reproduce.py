@@ -133,12 +133,12 @@ def reproduce(paper, budget, out, resume, overwrite, dry_run, data_dir, strategy
     are data/presets/<paper>.toml.
 
     On a cluster (TF_CONFIG set on every worker, README "Cluster runs"), every worker runs the
-    same command with an OUT on a filesystem they share. The workers walk the plan together: the
-    resumable steps (robustify, relabel, attack, evaluate, the tables, transfer, retrain sweeps,
-    the converted analyses) share their chunks or cells; training and the other steps run on the
-    chief while the others wait. The chief alone writes OUT and the report. If a worker dies the
-    others stop (exit 2); run every worker again with --resume: finished steps are kept and the
-    interrupted step continues from its finished chunks.
+    same command with an OUT on a filesystem they share. The workers walk the plan together: a
+    step whose command is a cluster job (robustify, relabel, evaluate, robust-table,
+    transfer-eval, retrain sweeps and the analyses the README lists) shares its chunks or cells;
+    training and the other steps run on the chief while the others wait. The chief alone writes
+    OUT and the report. If a worker dies the others stop (exit 2); run every worker again with
+    --resume: finished steps are kept and the interrupted step continues from its finished chunks.
 
     \b
     Examples:

@@ -398,3 +398,25 @@ def test_two_worker_processes_reproduce_with_the_report_by_the_chief_and_a_resum
     kept = [line for line in done.stdout.splitlines() if line.startswith("step ")]
     assert kept == [f"step {k} of 3: {sid} (kept: finished with the same settings)"
                     for k, sid in enumerate(("std", "r0", "kernels"), 1)], done.stdout
+
+
+JOIN_TWICE = """
+import json
+from advtf.distribute.cluster import connect
+from advtf.distribute.strategy import make_strategy
+s1, c1 = connect(60)
+s2, c2 = connect(60)
+print(json.dumps({"same": s1 is s2 and c1 is c2, "train": make_strategy("multiworker") is s1,
+                  "auto": make_strategy("auto") is s1, "gather": c2.gather([7])}))
+"""
+
+
+def test_a_process_joins_its_cluster_once_and_every_step_reuses_it():
+    import subprocess
+
+    config = json.dumps({"cluster": {"worker": [f"127.0.0.1:{free_ports(1)[0]}"]}, "task": {"type": "worker",
+                                                                                           "index": 0}})
+    done = subprocess.run([sys.executable, "-P", "-c", JOIN_TWICE], capture_output=True, text=True,
+                          env={**ENV, "TF_CONFIG": config}, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == {"same": True, "train": True, "auto": True, "gather": [[7]]}
