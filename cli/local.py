@@ -112,7 +112,8 @@ def frequency(**kw):
               help="Show images whose attack succeeded on every model, failed on the first model, or any.")
 @click.option("--count", type=click.IntRange(min=1), default=6, show_default=True, help="Images in the figure.")
 @_BATCH
-@run_options()
+@cluster_timeout_option()
+@run_options(resumable=True)
 def perturbations(**kw):
     """The perturbation grid of Figures 3, 7 and 8, models side by side, with locality statistics.
 
@@ -128,7 +129,9 @@ def perturbations(**kw):
     Writes results.json, perturbations.csv/.md (per model: share of entries at ±eps, neighbour
     sign agreement, neighbour difference / eps, high-frequency energy share, clean and adversarial
     accuracy), examples.csv/.md, perturbations.png (when an image matched --only), accuracy.png
-    (each model's accuracy before and after the attack) and manifest.json.
+    (each model's accuracy before and after the attack) and manifest.json. Every model's attack
+    runs first, by resumable chunk: an interrupted run continues with --resume; with TF_CONFIG
+    set, the workers of a cluster share the attacks and the chief measures (README, "Cluster runs").
     """
     from advtf.analysis.perturbations import STATS
     from advtf.jobs.perturbations import PerturbationsRequest

@@ -127,7 +127,8 @@ register("frequency", "Filtered and frequency-swapped accuracy, mean spectra of 
          module="advtf.jobs.frequency", resumable=True, cluster=True)
 register("perturbations", "Adversarial perturbations side by side, with local-consistency statistics "
          "(the local-properties paper).",
-         cli="advtf.cli.local:perturbations", module="advtf.jobs.perturbations")
+         cli="advtf.cli.local:perturbations", module="advtf.jobs.perturbations", resumable=True,
+         cluster=True)
 register("response", "Local response differences per layer, natural vs adversarial (the local-properties paper).",
          cli="advtf.cli.local:response", module="advtf.jobs.response", resumable=True, cluster=True)
 register("kernels", "Kernel smoothness per conv layer (magnitude, variance, TV; the local-properties paper).",

@@ -2,7 +2,8 @@
 statistics (the local-properties paper, Sec. 3, Figures 3, 7 and 8).
 
 The statistics and the choice of examples are :mod:`advtf.analysis.perturbations`; this job attacks
-every model and writes the results, tables and figures.
+every model in resumable chunks (:class:`~advtf.jobs.attack_passes.AttackPasses`: ``--resume``,
+shared by the workers of a cluster run), then measures and writes the results, tables and figures.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import dataclasses
 from typing import Any
 
 from advtf import validation as check
-from advtf.analysis.pairs import adversarial_pairs, concat_rows
+from advtf.analysis.pairs import concat_rows
 from advtf.analysis.perturbations import ONLY, STATS, empty_note, model_summary, select_examples
 from advtf.errors import UserError
 from advtf.inputs import fingerprints, load_models, model_name
+from advtf.jobs.attack_passes import AttackPasses
 from advtf.jobs.frequency import AttackedModelsRequest
 from advtf.plots.local import perturbation_grid
 from advtf.plots.robustness import accuracy_vs_eps
@@ -49,10 +51,14 @@ def run(request: PerturbationsRequest, run, *, progress=None, report=None) -> di
     attack.check(splits.info.num_classes)
     models = load_models(paths, splits.info)
     run.record_inputs(dataset=splits.fingerprint, models=fingerprints(paths))
-    attacked = [concat_rows(list(adversarial_pairs(model, splits, attack, batch_size=request.batch_size,
-                                                   seed=data.seed, progress=progress,
-                                                   desc=f"{attack.name} on model {k + 1}")))
-                for k, model in enumerate(models)]
+    passes = AttackPasses.of_test_split(run, splits, batch_size=request.batch_size, seed=data.seed,
+                                        progress=progress)
+    for k, model in enumerate(models):
+        passes.add(model, attack, f"{attack.name} on model {k + 1}")
+    passes.run_all()  # a non-chief worker of a cluster run stops here
+    # Every model's rows at once (adversarial images included): the statistics and the grid read them whole.
+    attacked = [concat_rows(list(passes.pairs(model, splits, attack, batch_size=request.batch_size, seed=data.seed)))
+                for model in models]
     if not attacked[0]:
         raise UserError(f"the test split of {data.dataset} is empty; nothing to attack")
     shown = select_examples([r["success"].astype(bool) for r in attacked],

@@ -156,6 +156,65 @@ def test_frequency_crashed_mid_attack_resumes_without_attacking_finished_chunks(
         assert (tmp_path / "f" / table).read_bytes() == (frequency_run / table).read_bytes(), table
 
 
+# -- perturbations ------------------------------------------------------------------------------------------
+
+
+def _perturbations_request(models):
+    from advtf.jobs.perturbations import PerturbationsRequest
+
+    return PerturbationsRequest(models=tuple(map(str, models)), attack=ATTACK, data=DATA, batch_size=BATCH,
+                                only="all", count=3)
+
+
+@pytest.fixture(scope="module")
+def perturbations_inline(models) -> tuple[list[dict], list[dict], np.ndarray]:
+    """Per-model summaries, per-example rows and the shown indices from the analysis attacking inline."""
+    from advtf.analysis.pairs import concat_rows
+    from advtf.analysis.perturbations import model_summary, select_examples
+
+    splits = DATA.load()
+    attacked = [concat_rows(list(adversarial_pairs(m, splits, ATTACK, batch_size=BATCH, seed=DATA.seed)))
+                for m in _loaded(models)]
+    shown = select_examples([r["success"] for r in attacked], [r["clean_correct"] for r in attacked], "all", 3)
+    summaries, examples = [], []
+    for path, rows in zip(models, attacked):
+        entry, shown_rows = model_summary(path, rows, shown, ATTACK.threat.eps)
+        summaries.append(entry)
+        examples += shown_rows
+    return summaries, examples, shown
+
+
+@pytest.fixture(scope="module")
+def perturbations_run(models, tmp_path_factory) -> Path:
+    return executed("perturbations", _perturbations_request(models), tmp_path_factory.mktemp("pert") / "p")
+
+
+def _check_perturbations(out: Path, expected) -> None:
+    summaries, examples, shown = expected
+    results = json.loads((out / "results.json").read_text())
+    assert len(shown) == 3 and results["shown"] == shown.tolist() and results["note"] is None
+    assert results["models"] == json.loads(json.dumps(summaries))  # as results.json writes them
+    assert results["models"][0]["n"] == 18
+    rows = (out / "examples.csv").read_text().splitlines()
+    assert len(rows) == 1 + len(examples) == 1 + 2 * 3
+    assert (out / "perturbations.png").is_file()
+
+
+def test_perturbations_equal_the_inline_analysis(perturbations_run, perturbations_inline):
+    _check_perturbations(perturbations_run, perturbations_inline)
+
+
+def test_perturbations_crashed_mid_attack_resume_without_attacking_finished_chunks(models, perturbations_run,
+                                                                                   perturbations_inline, tmp_path,
+                                                                                   monkeypatch, small_chunks):
+    # the 4th batch is batch 3 of model a: its chunk 0 (batches 0-1) is stored
+    _, resumed = crash_then_resume(monkeypatch, "perturbations", _perturbations_request(models), tmp_path / "p",
+                                   crash_at=4)
+    assert resumed == [(0, 2), (0, 3), (0, 4), *((1, b) for b in range(5))]  # a from chunk 1, then all of b
+    _check_perturbations(tmp_path / "p", perturbations_inline)
+    for table in ("perturbations.csv", "perturbations.md", "examples.csv", "examples.md"):
+        assert (tmp_path / "p" / table).read_bytes() == (perturbations_run / table).read_bytes(), table
+
 # -- two cluster workers --------------------------------------------------------------------------------------
 
 # every worker (and the one process) with the chunks above: 5 batches make 3 chunks for 2 workers
@@ -165,6 +224,7 @@ COMMON = ["--dataset", "digits", "--test-subset", "18", "--seed", "2", "--attack
           "--eps", "0.3", "--steps", "1", "--step-size", "0.001", "--batch-size", str(BATCH), "--quiet"]
 ON_CLUSTER = {
     "frequency": (["--radii", "0,2,5,12"], ("frequency.csv", "frequency.md", "spectra.json")),
+    "perturbations": (["--only", "all", "--count", "3"], ("perturbations.csv", "examples.csv")),
 }
 
 
