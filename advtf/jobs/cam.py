@@ -75,10 +75,16 @@ class CamRequest(Request):
 
 
 def no_pairs_error(rows: list[dict]) -> UserError:
-    """Every model's attack failed: there is nothing to score or draw."""
+    """Every model's attack failed: there is nothing to score or draw.
+
+    Marked final: the fix changes the attack's options, so the stored passes are discarded with the
+    partial run (a new run with a stronger attack does not meet a partial it cannot resume).
+    """
     failed = "; ".join(f"{r['model']}: 0 of {r['correct']}" for r in rows)
-    return UserError(f"no successful adversarial examples among correctly classified test images ({failed}); "
-                     "use a stronger attack, more --steps or a larger --eps")
+    error = UserError(f"no successful adversarial examples among correctly classified test images ({failed}); "
+                      "use a stronger attack, more --steps or a larger --eps")
+    error.advtf_final = True
+    return error
 
 
 def run(request: CamRequest, run, *, progress=None, report=None) -> dict[str, Any]:

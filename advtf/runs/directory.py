@@ -247,7 +247,8 @@ class RunDir:
             if exc_type is None:
                 self._commit()
                 return False
-            kept = self.keeps_partial()
+            # an error marked final (``advtf_final``: no resume with these options can get past it) keeps nothing
+            kept = self.keeps_partial() and not getattr(exc, "advtf_final", False)
             if not kept:
                 shutil.rmtree(self.partial, ignore_errors=True)
             else:
