@@ -7,8 +7,8 @@ import dataclasses
 
 import click
 
-from advtf.cli.options import (attack_setup, dataset_options, print_summary, run_job, run_options, targeting_options,
-                               threat_options)
+from advtf.cli.options import (attack_setup, cluster_timeout_option, dataset_options, print_summary, run_job,
+                               run_options, targeting_options, threat_options)
 from advtf.inputs import model_name
 
 
@@ -41,7 +41,8 @@ def _names(ctx, param, value):
 @click.option("--permutations", type=click.IntRange(min=1), default=200, show_default=True,
               help="Permutations of the MMD test; the smallest p-value is 1/(1+permutations).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
-@run_options()
+@cluster_timeout_option()
+@run_options(resumable=True)
 def features(**kw):
     """Natural vs adversarial feature-vector distributions per module, embedded and measured (Figure 8).
 
@@ -61,7 +62,9 @@ def features(**kw):
     Writes results.json, features.csv/.md (per model and module: channels, n, mmd2, p_value,
     bandwidth, c2st_accuracy, clean and adversarial accuracy), embeddings.npz (np.load with
     allow_pickle=False; advtf.jobs.features.load_panels redraws the figure), features.png
-    and manifest.json.
+    and manifest.json. Every model's attack runs first, by resumable chunk: an interrupted run
+    continues with --resume; with TF_CONFIG set, the workers of a cluster share the attacks and
+    the chief measures (README, "Cluster runs").
     """
     from advtf.jobs.features import FeaturesRequest
 

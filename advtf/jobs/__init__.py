@@ -134,7 +134,8 @@ register("response", "Local response differences per layer, natural vs adversari
 register("kernels", "Kernel smoothness per conv layer (magnitude, variance, TV; the local-properties paper).",
          cli="advtf.cli.local:kernels", module="advtf.jobs.kernels")
 register("features", "Natural vs adversarial feature-vector distributions per module: MMD, C2ST, t-SNE "
-         "(Siddiqui & Breuel 2021).", cli="advtf.cli.features:features", module="advtf.jobs.features")
+         "(Siddiqui & Breuel 2021).", cli="advtf.cli.features:features", module="advtf.jobs.features",
+         resumable=True, cluster=True)
 register("robustify", "Robustified test set R_eps from a model's representation (Springer et al. 2021).",
          cli="advtf.cli.derived:robustify", module="advtf.jobs.robustify", resumable=True,
          cluster=True)

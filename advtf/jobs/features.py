@@ -2,8 +2,9 @@
 C2ST) and embedded in 2-D (Siddiqui & Breuel 2021, Sec. 6, Figure 8).
 
 The sampling, statistics and embeddings are :mod:`advtf.analysis.features`; this job attacks every
-model, and writes the results, the table, the embeddings (``embeddings.npz``, no pickle) and the
-figure. :func:`load_panels` reads a finished run back to redraw its figure.
+model in resumable chunks (:class:`~advtf.jobs.attack_passes.AttackPasses`: ``--resume``, shared by
+the workers of a cluster run), then measures and writes the results, the table, the embeddings
+(``embeddings.npz``, no pickle) and the figure. :func:`load_panels` reads a finished run back to redraw its figure.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import numpy as np
 from advtf import validation as check
 from advtf.analysis.features import (METHODS, PCA_DIMENSIONS, analyse_module, check_modules, collect_features,
                                      default_modules, require_method, with_densities)
-from advtf.analysis.pairs import adversarial_pairs
 from advtf.errors import UserError
 from advtf.inputs import fingerprints, load_models, model_name
+from advtf.jobs.attack_passes import AttackPasses
 from advtf.jobs.frequency import AttackedModelsRequest
 from advtf.plots.features import features_figure
 from advtf.runs import read_json, write_json, write_table
@@ -101,11 +102,15 @@ def run(request: FeaturesRequest, run, *, progress=None, report=None) -> dict[st
     for path, model in zip(paths, models):
         check_modules(model, modules, model_name(path))
     run.record_inputs(dataset=splits.fingerprint, models=fingerprints(paths))
+    passes = AttackPasses.of_test_split(run, splits, batch_size=request.batch_size, seed=data.seed,
+                                        progress=progress)
+    for path, model in zip(paths, models):
+        passes.add(model, attack, f"{attack.name} on {model_name(path)}")
+    passes.run_all()  # a non-chief worker of a cluster run stops here
     rows, panels = [], []
     for path, model in zip(paths, models):
         name = model_name(path)
-        pairs = adversarial_pairs(model, splits, attack, batch_size=request.batch_size, seed=data.seed,
-                                  progress=progress, desc=f"{attack.name} on {name}")
+        pairs = passes.pairs(model, splits, attack, batch_size=request.batch_size, seed=data.seed)
         samples, accuracy = collect_features(model, modules, pairs, positions=request.positions, seed=data.seed)
         bar = progress(total=len(modules), desc=f"MMD + {request.method} ({name})", unit="module") if progress else None
         for module in modules:

@@ -3,9 +3,9 @@
 
 The filters, counts and spectra are :mod:`advtf.analysis.frequency`; this job attacks every model
 in resumable chunks (:class:`~advtf.jobs.attack_passes.AttackPasses`: ``--resume``, shared by the
-workers of a cluster run), then measures and writes the results, the table, the spectra and both figures. :class:`AttackedModelsRequest`
-is the request shape shared by the analyses that attack several models on one test split
-(``frequency``, ``perturbations``, ``features``).
+workers of a cluster run), then measures and writes the results, the table, the spectra and both
+figures. :class:`AttackedModelsRequest` is the request shape shared by the analyses that attack
+several models on one test split (``frequency``, ``perturbations``, ``features``).
 """
 
 from __future__ import annotations

@@ -215,16 +215,80 @@ def test_perturbations_crashed_mid_attack_resume_without_attacking_finished_chun
     for table in ("perturbations.csv", "perturbations.md", "examples.csv", "examples.md"):
         assert (tmp_path / "p" / table).read_bytes() == (perturbations_run / table).read_bytes(), table
 
+# -- features -----------------------------------------------------------------------------------------------
+
+FEATURES = dict(modules=("m0", "m2"), method="tsne", positions=3, embed_samples=20, mmd_samples=20, permutations=9,
+                perplexity=5.0)
+
+
+def _features_request(models):
+    from advtf.jobs.features import FeaturesRequest
+
+    return FeaturesRequest(models=tuple(map(str, models)), attack=ATTACK, data=DATA, batch_size=BATCH, **FEATURES)
+
+
+@pytest.fixture(scope="module")
+def features_inline(models) -> tuple[list[dict], list[dict]]:
+    """Rows and panels (model, module order) from the analysis fed by ``adversarial_pairs`` inline."""
+    from advtf.analysis.features import analyse_module, collect_features
+
+    splits, rows, panels = DATA.load(), [], []
+    for path, model in zip(models, _loaded(models)):
+        pairs = adversarial_pairs(model, splits, ATTACK, batch_size=BATCH, seed=DATA.seed)
+        samples, accuracy = collect_features(model, FEATURES["modules"], pairs, positions=3, seed=DATA.seed)
+        for module in FEATURES["modules"]:
+            row, panel = analyse_module(samples[module], method="tsne", embed_samples=20, mmd_samples=20,
+                                        permutations=9, perplexity=5.0, seed=DATA.seed)
+            rows.append({"model": str(path), **row, **accuracy})
+            panels.append(panel)
+    return rows, panels
+
+
+@pytest.fixture(scope="module")
+def features_run(models, tmp_path_factory) -> Path:
+    return executed("features", _features_request(models), tmp_path_factory.mktemp("features") / "f")
+
+
+def _check_features(out: Path, expected) -> None:
+    from advtf.jobs.features import PANEL_ARRAYS, load_embeddings
+
+    rows, panels = expected
+    results = json.loads((out / "results.json").read_text())
+    assert results["rows"] == json.loads(json.dumps(rows)) and len(rows) == 4
+    assert {r["n_images"] for r in rows} == {18}
+    saved = load_embeddings(out / "embeddings.npz", len(panels))
+    for got, want in zip(saved, panels):
+        for key in PANEL_ARRAYS:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+def test_features_equal_the_inline_analysis(features_run, features_inline):
+    _check_features(features_run, features_inline)
+
+
+def test_features_crashed_mid_attack_resume_without_attacking_finished_chunks(models, features_run, features_inline,
+                                                                              tmp_path, monkeypatch, small_chunks):
+    # the 10th batch is batch 4 of model b: its chunks 0 and 1 (batches 0-3) are stored
+    _, resumed = crash_then_resume(monkeypatch, "features", _features_request(models), tmp_path / "f", crash_at=10)
+    assert resumed == [(0, 4)]  # only b's last chunk
+    _check_features(tmp_path / "f", features_inline)
+    for table in ("features.csv", "features.md", "embeddings.npz"):
+        assert (tmp_path / "f" / table).read_bytes() == (features_run / table).read_bytes(), table
+
 # -- two cluster workers --------------------------------------------------------------------------------------
 
 # every worker (and the one process) with the chunks above: 5 batches make 3 chunks for 2 workers
 SMALL_PASSES = [sys.executable, "-P", "-c", "import advtf.jobs.attack_passes as p; "
                 f"p.CHUNK_BATCHES = {CHUNK_BATCHES}; from advtf.cli.main import main; main()"]
-COMMON = ["--dataset", "digits", "--test-subset", "18", "--seed", "2", "--attack", "pgd", "--norm", "linf",
+COMMON = ["--dataset", "digits", "--seed", "2", "--attack", "pgd", "--norm", "linf",
           "--eps", "0.3", "--steps", "1", "--step-size", "0.001", "--batch-size", str(BATCH), "--quiet"]
-ON_CLUSTER = {
-    "frequency": (["--radii", "0,2,5,12"], ("frequency.csv", "frequency.md", "spectra.json")),
-    "perturbations": (["--only", "all", "--count", "3"], ("perturbations.csv", "examples.csv")),
+ON_CLUSTER = {  # the command's own options, the outputs compared byte for byte besides results.json
+    "frequency": (["--test-subset", "18", "--radii", "0,2,5,12"], ("frequency.csv", "frequency.md", "spectra.json")),
+    "perturbations": (["--test-subset", "18", "--only", "all", "--count", "3"],
+                      ("perturbations.csv", "examples.csv")),
+    "features": (["--images", "18", "--modules", "m0,m2", "--positions", "3", "--embed-samples", "20",
+                  "--mmd-samples", "20", "--permutations", "9", "--perplexity", "5"],
+                 ("features.csv", "embeddings.npz")),
 }
 
 
