@@ -11,10 +11,33 @@ step, as the one-step loop.
 
 from __future__ import annotations
 
+import contextlib
+
 import tensorflow as tf
 
 # Steps per while-loop iteration (benchmarks/RESULTS.md, "Long attacks", chose it).
 UNROLL = 10
+
+_forced_unroll = None  # set by forced_unroll()
+
+
+@contextlib.contextmanager
+def forced_unroll(unroll: int):
+    """Within the block, :func:`blocked_loop` traces with ``unroll`` whatever its caller passes.
+
+    For tests that trace the attacks many times (a new model per example): tracing cost grows
+    with ``unroll`` while the results do not change (tests/attacks/test_loop_forms.py checks the
+    blocked loop is bit-identical for every unroll). Only new traces are affected: a trace made
+    inside keeps its unroll after the block (tf.function caches it).
+    """
+    global _forced_unroll
+    if int(unroll) < 1:
+        raise ValueError(f"unroll must be >= 1 (got {unroll})")
+    previous, _forced_unroll = _forced_unroll, int(unroll)
+    try:
+        yield
+    finally:
+        _forced_unroll = previous
 
 
 def blocked_loop(n, step, state, unroll: int = UNROLL, active=None):
@@ -24,7 +47,8 @@ def blocked_loop(n, step, state, unroll: int = UNROLL, active=None):
         n: number of steps (int32 scalar tensor or int).
         step: ``(i, state) -> state`` (same structure, shapes and dtypes), ``i`` an int32 scalar.
         state: a nested structure of tensors.
-        unroll: steps per iteration of the main loop (Python int >= 1; 1 is the plain loop).
+        unroll: steps per iteration of the main loop (Python int >= 1; 1 is the plain loop);
+            :func:`forced_unroll` overrides it.
         active: optional ``state -> bool scalar``; the loop stops before the first step at which it
             is false (C&W's early abort). Inside a block, steps after it turned false leave the
             state unchanged (``tf.cond``), so the result equals the one-step loop's.
@@ -33,7 +57,7 @@ def blocked_loop(n, step, state, unroll: int = UNROLL, active=None):
         The state after the steps.
     """
     n = tf.convert_to_tensor(n, tf.int32)
-    unroll = int(unroll)
+    unroll = int(unroll if _forced_unroll is None else _forced_unroll)
 
     def go(i, s):
         return tf.constant(True) if active is None else active(s)

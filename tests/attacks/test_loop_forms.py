@@ -16,7 +16,7 @@ from advtf.attacks.apgd import _success, _value_and_grad, initial_step_size_stat
 from advtf.attacks.cw import (NO_UPPER, agree_batch, bisect_const, logit_loss, per_example,
                               succeeded_with_confidence)
 from advtf.attacks.ead import shrinkage_threshold
-from advtf.attacks.loops import UNROLL, blocked_loop
+from advtf.attacks.loops import UNROLL, blocked_loop, forced_unroll
 from advtf.attacks.losses import succeeded
 from advtf.attacks.structured import _dims, _score, admm_iteration, group_lasso
 from advtf.attacks.threat import clip_to_threat
@@ -305,6 +305,37 @@ def test_blocked_loop_stops_where_the_plain_loop_does(stop_after, unroll):
     count, total = run()
     k = min(n, stop_after)
     assert int(count) == k and int(total) == k * (k - 1) // 2
+
+
+def test_forced_unroll_sets_the_traced_block_and_is_restored():
+    """Tracing ``blocked_loop(unroll=10)`` writes 10 + 1 step copies into the graph (block and
+    remainder loops); inside ``forced_unroll(2)`` 2 + 1, inside ``forced_unroll(1)`` 1; afterwards 10 + 1
+    again. The loop still runs every step (the property tests rely on this override)."""
+    def traced_steps():
+        calls = []
+
+        @tf.function
+        def run(n):
+            def step(i, s):
+                calls.append(i)
+                return s + i
+
+            return blocked_loop(n, step, tf.constant(0), 10)
+
+        total = run(tf.constant(7))
+        assert int(total) == 21
+        return len(calls)
+
+    assert traced_steps() == 11
+    with forced_unroll(2):
+        assert traced_steps() == 3
+        with forced_unroll(1):
+            assert traced_steps() == 1
+        assert traced_steps() == 3
+    assert traced_steps() == 11
+    with pytest.raises(ValueError):
+        with forced_unroll(0):
+            pass
 
 
 # ---------------------------------------------------------------- the attacks against the old loops
