@@ -129,13 +129,13 @@ def run_plan(plan: Plan, *, progress: Callable | None = None, report: Callable[[
         (plan.out / "state").mkdir(parents=True, exist_ok=True)
     for k, step in enumerate(plan.steps, 1):
         finished = chief and is_finished(plan, step)
-        if cluster is not None:  # the chief's word, so every worker skips the same steps
-            finished = bool(cluster.gather([int(finished)])[0][0])
+        resume = chief and not finished and _partial_matches(step) and jobs.JOBS.get(step.job).resumable
+        if cluster is not None:  # the chief's word, so every worker skips the same steps (and says so)
+            finished, resume = (bool(v) for v in cluster.gather([int(finished), int(resume)])[0])
         if finished:
             say(f"step {k} of {total}: {step.id} (kept: finished with the same settings)")
             done[step.id] = {"ran": False, "seconds": 0.0}
             continue
-        resume = chief and _partial_matches(step) and jobs.JOBS.get(step.job).resumable
         overwrite = chief and not resume and (step.out.exists()
                                               or step.out.with_name(step.out.name + ".partial").exists())
         shared = cluster is not None and shares_work(step)
