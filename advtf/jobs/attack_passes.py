@@ -86,7 +86,8 @@ class AttackPasses:
               desc: str = "") -> Iterator[dict[str, np.ndarray]]:
         """The stored pass of ``request`` on ``model``, batch by batch, as ``adversarial_pairs`` yields it.
 
-        ``splits`` is accepted for that signature; the pass reads this object's split.
+        ``splits`` is accepted for that signature; the pass reads this object's split. ``progress``
+        (with ``desc``) counts the examples as the caller consumes them: the analysis's own stage.
         """
         if (batch_size, seed) != (self.batch_size, self.seed):
             raise ValueError(f"stored passes use batch size {self.batch_size} and seed {self.seed}, "
@@ -97,13 +98,20 @@ class AttackPasses:
         chunks = self._run(k)
         store, n = self._store(k), len(self.rows)
         start = 0
-        for chunk in store.iterate(chunks, list(STORED)):
-            for lo in range(0, len(chunk["label"]), self.batch_size):
-                hi = min(lo + self.batch_size, len(chunk["label"]))
-                batch = {key: np.asarray(value[lo:hi]) for key, value in chunk.items()}
-                batch["natural"] = self.rows[np.arange(start + lo, start + hi)]
-                yield batch
-            start += len(chunk["label"])
+        bar = progress(total=n, desc=desc or request.name, unit="img") if progress else None
+        try:
+            for chunk in store.iterate(chunks, list(STORED)):
+                for lo in range(0, len(chunk["label"]), self.batch_size):
+                    hi = min(lo + self.batch_size, len(chunk["label"]))
+                    batch = {key: np.asarray(value[lo:hi]) for key, value in chunk.items()}
+                    batch["natural"] = self.rows[np.arange(start + lo, start + hi)]
+                    yield batch
+                    if bar is not None:
+                        bar.update(hi - lo)
+                start += len(chunk["label"])
+        finally:
+            if bar is not None:
+                bar.close()
         assert start == n, (start, n)
 
     def _find(self, model, request: AttackRequest) -> int | None:

@@ -92,7 +92,7 @@ def run(request: FrequencyRequest, run, *, progress=None, report=None) -> dict[s
         passes.add(model, attack, f"{attack.name} on model {k + 1}")
     passes.run_all()  # a non-chief worker of a cluster run stops here
     measured = [measure_model(model, splits, attack, masks, batch_size=request.batch_size, seed=data.seed,
-                              natural=k == 0, pairs=passes.pairs)
+                              progress=progress, desc=f"filters, model {k + 1}", natural=k == 0, pairs=passes.pairs)
                 for k, model in enumerate(models)]
     natural_log = measured[0]["natural_log"] / measured[0]["n"]
     high_radius = min(height, width) / 4

@@ -137,3 +137,32 @@ def test_an_empty_split_yields_no_batches(splits, models, tmp_path, monkeypatch)
     passes.run_all()
     assert list(passes.pairs(models[0], empty, PGD, batch_size=BATCH, seed=DATA.seed)) == []
     assert list(adversarial_pairs(models[0], empty, PGD, batch_size=BATCH, seed=DATA.seed)) == []
+
+
+class Bar:
+    """A progress bar that records what it was told."""
+
+    made: list["Bar"] = []
+
+    def __init__(self, total, desc, unit):
+        self.total, self.desc, self.counted, self.closed = total, desc, [], False
+        Bar.made.append(self)
+
+    def update(self, k):
+        self.counted.append(k)
+
+    def close(self):
+        self.closed = True
+
+
+def test_reading_a_pass_counts_its_examples_on_the_callers_bar(splits, models, tmp_path, monkeypatch):
+    monkeypatch.setattr(passes_module, "CHUNK_BATCHES", 3)
+    passes = AttackPasses.of_test_split(_run(tmp_path), splits, batch_size=BATCH, seed=DATA.seed)
+    passes.add(models[0], PGD)
+    passes.run_all()
+    Bar.made.clear()
+    batches = list(passes.pairs(models[0], splits, PGD, batch_size=BATCH, seed=DATA.seed, progress=Bar,
+                                desc="filters"))
+    (bar,) = Bar.made
+    assert (bar.total, bar.desc, bar.closed) == (30, "filters", True)
+    assert bar.counted == [len(b["label"]) for b in batches] == [4] * 7 + [2]
