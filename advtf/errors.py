@@ -6,3 +6,8 @@ class UserError(Exception):
 
     The CLI prints it on one line and exits with code 2.
     """
+
+
+class ResultError(UserError):
+    """A finished computation whose result cannot be used with these options (say, an attack that
+    never succeeded): the fix changes the options, so a run directory keeps no partial to resume."""

@@ -16,7 +16,7 @@ from advtf import validation as check
 from advtf.adversarial import AttackRequest
 from advtf.analysis.cam import DEFAULT_QUANTILE, METHODS, MapMaker
 from advtf.analysis.interpret import MAP_KEYS, cam_statistics
-from advtf.errors import UserError
+from advtf.errors import ResultError, UserError
 from advtf.inputs import DataRequest, fingerprints, load_models, model_name
 from advtf.jobs import Request
 from advtf.jobs.attack import check_attack_request
@@ -74,17 +74,16 @@ class CamRequest(Request):
         return [*map(str, self.models), self.data.dataset]
 
 
-def no_pairs_error(rows: list[dict]) -> UserError:
+def no_pairs_error(rows: list[dict]) -> ResultError:
     """Every model's attack failed: there is nothing to score or draw.
 
-    Marked final: the fix changes the attack's options, so the stored passes are discarded with the
-    partial run (a new run with a stronger attack does not meet a partial it cannot resume).
+    A :class:`~advtf.errors.ResultError`: the fix changes the attack's options, so the stored passes
+    are discarded with the partial run (a new run with a stronger attack does not meet a partial it
+    cannot resume).
     """
     failed = "; ".join(f"{r['model']}: 0 of {r['correct']}" for r in rows)
-    error = UserError(f"no successful adversarial examples among correctly classified test images ({failed}); "
-                      "use a stronger attack, more --steps or a larger --eps")
-    error.advtf_final = True
-    return error
+    return ResultError(f"no successful adversarial examples among correctly classified test images ({failed}); "
+                       "use a stronger attack, more --steps or a larger --eps")
 
 
 def run(request: CamRequest, run, *, progress=None, report=None) -> dict[str, Any]:

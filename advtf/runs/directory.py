@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from advtf import __version__
-from advtf.errors import UserError
+from advtf.errors import ResultError, UserError
 from advtf.runs.files import MANIFEST, package_versions, read_json, tree_hashes, write_json
 from advtf.runs.lock import OutLock
 from advtf.runs.resume import RESUME, ResumeStore
@@ -247,8 +247,8 @@ class RunDir:
             if exc_type is None:
                 self._commit()
                 return False
-            # an error marked final (``advtf_final``: no resume with these options can get past it) keeps nothing
-            kept = self.keeps_partial() and not getattr(exc, "advtf_final", False)
+            # a ResultError: no resume with these options can get past it, so nothing is kept
+            kept = self.keeps_partial() and not isinstance(exc, ResultError)
             if not kept:
                 shutil.rmtree(self.partial, ignore_errors=True)
             else:

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from advtf.errors import UserError
+from advtf.errors import ResultError, UserError
 from advtf.runs import Interrupted, OutLock, RunDir, interruptible
 
 
@@ -126,6 +126,21 @@ def test_a_failure_before_any_finished_work_leaves_nothing(tmp_path):
         with RunDir(out, resumable=True, request={}):
             raise UserError("bad option")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_result_error_after_finished_work_keeps_nothing_a_user_error_keeps_the_work(tmp_path):
+    """A ResultError (say, an attack that never succeeded) is fixed by other options, which could
+    never resume the partial; any other failure after finished work keeps it for --resume."""
+    for error, kept in ((ResultError("no successful adversarial examples; use a stronger attack"), False),
+                        (UserError("the disk is full; free space and --resume"), True)):
+        out = tmp_path / type(error).__name__
+        with pytest.raises(UserError) as caught:
+            with RunDir(out, resumable=True, request={}) as run:
+                run.store.save_record("chunk_0", {"n": 1})
+                raise error
+        assert (tmp_path / f"{out.name}.partial").exists() is kept
+        assert (caught.value.advtf_resume is not None) is kept
+        assert not (tmp_path / f"{out.name}.lock").exists()
 
 
 def test_resume_state_survives_a_crash_during_the_final_save(tmp_path):
