@@ -399,6 +399,17 @@ def test_two_worker_processes_reproduce_with_the_report_by_the_chief_and_a_resum
     kept = [line for line in done.stdout.splitlines() if line.startswith("step ")]
     assert kept == [f"step {k} of 3: {sid} (kept: finished with the same settings)"
                     for k, sid in enumerate(("std", "r0", "kernels"), 1)], done.stdout
+    # and a reproduction in one process has the same numbers, step by step
+    alone = tmp_path / "one"
+    done = subprocess.run([*command[:command.index("--out") + 1], str(alone), "--quiet"], capture_output=True,
+                          text=True, env=ENV, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    timing = {"wall_seconds", "seconds", "images_per_second", "examples_per_second"}
+    for sid in ("std", "r0", "kernels"):  # (the paths of the other reproduction's steps put in)
+        a, b = (json.loads((d / "steps" / sid / "results.json").read_text().replace(str(d), "DIR"))
+                for d in (out, alone))
+        assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}, sid
+    assert (out / "steps" / "r0" / "examples.csv").read_bytes() == (alone / "steps" / "r0" / "examples.csv").read_bytes()
 
 
 JOIN_TWICE = """
