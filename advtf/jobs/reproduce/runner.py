@@ -5,7 +5,8 @@ The reproduction directory ``DIR`` holds ``reproduce.json`` (what it reproduces)
 sha256 of each dependency's manifest). A step is skipped when its run directory is finished, its
 recorded request equals the step's request and its dependencies are the ones it was run on; so a
 changed preset value reruns exactly the steps whose request changed and everything downstream.
-``DIR.lock`` keeps a second reproduction out of ``DIR`` while one runs.
+``DIR.lock`` keeps a second reproduction out of ``DIR`` while one runs. On a cluster the workers
+walk the plan in lockstep and the chief alone owns ``DIR`` (:func:`run_plan`).
 """
 
 from __future__ import annotations
