@@ -72,10 +72,35 @@ def select_examples(success: list[np.ndarray], correct: list[np.ndarray], only: 
     return np.flatnonzero(keep)[:count]
 
 
+OUTCOMES = ("label", "adversarial_prediction", "success", "clean_correct", "adversarial_correct")
+
+
+def outcome_rows(batches, eps: float) -> dict[str, np.ndarray]:
+    """A model's attacked batches reduced to per-example :data:`OUTCOMES` and :data:`STATS`, without
+    the images: what :func:`model_summary` needs, one batch in memory at a time."""
+    parts = [{**{k: batch[k] for k in OUTCOMES}, **perturbation_stats(batch["image"] - batch["natural"], eps)}
+             for batch in batches]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
+
+
+def rows_at(batches, index: np.ndarray, keys=("natural", "image")) -> dict[str, np.ndarray]:
+    """``keys`` of the examples at ``index`` (ascending, as :func:`select_examples` gives them) from batches in order."""
+    index = np.asarray(index, np.int64)
+    picked, start = {k: [] for k in keys}, 0
+    for batch in batches:
+        count = len(batch[keys[0]])
+        here = index[(index >= start) & (index < start + count)] - start
+        for k in keys:
+            picked[k].append(np.asarray(batch[k])[here])
+        start += count
+    return {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in picked.items()}
+
+
 def model_summary(path, rows: dict[str, np.ndarray], shown: np.ndarray, eps: float) -> tuple[dict, list[dict]]:
     """One model's row (``n``, ``success_rate``, clean and adversarial accuracy, the mean :data:`STATS`
-    over all images and over the ``shown`` ones) and one row per shown example, from its attacked rows."""
-    stats = perturbation_stats(rows["image"] - rows["natural"], eps)
+    over all images and over the ``shown`` ones) and one row per shown example, from its attacked rows
+    (with ``image`` and ``natural``, or already reduced by :func:`outcome_rows`)."""
+    stats = rows if all(s in rows for s in STATS) else perturbation_stats(rows["image"] - rows["natural"], eps)
     entry = {"model": str(path), "n": int(len(rows["label"])), "success_rate": float(rows["success"].mean()),
              "clean_accuracy": float(rows["clean_correct"].mean()),
              "adversarial_accuracy": float(rows["adversarial_correct"].mean()),

@@ -12,8 +12,8 @@ import dataclasses
 from typing import Any
 
 from advtf import validation as check
-from advtf.analysis.pairs import concat_rows
-from advtf.analysis.perturbations import ONLY, STATS, empty_note, model_summary, select_examples
+from advtf.analysis.perturbations import (ONLY, STATS, empty_note, model_summary, outcome_rows, rows_at,
+                                          select_examples)
 from advtf.errors import UserError
 from advtf.inputs import fingerprints, load_models, model_name
 from advtf.jobs.attack_passes import AttackPasses
@@ -56,9 +56,11 @@ def run(request: PerturbationsRequest, run, *, progress=None, report=None) -> di
     for k, model in enumerate(models):
         passes.add(model, attack, f"{attack.name} on model {k + 1}")
     passes.run_all()  # a non-chief worker of a cluster run stops here
-    # Every model's rows at once (adversarial images included): the statistics and the grid read them whole.
-    attacked = [concat_rows(list(passes.pairs(model, splits, attack, batch_size=request.batch_size, seed=data.seed)))
-                for model in models]
+    # Per model, outcomes and statistics per example (no images); the shown images are read back from the store.
+    def batches(model):
+        return passes.pairs(model, splits, attack, batch_size=request.batch_size, seed=data.seed)
+
+    attacked = [outcome_rows(batches(model), attack.threat.eps) for model in models]
     if not attacked[0]:
         raise UserError(f"the test split of {data.dataset} is empty; nothing to attack")
     shown = select_examples([r["success"].astype(bool) for r in attacked],
@@ -72,10 +74,11 @@ def run(request: PerturbationsRequest, run, *, progress=None, report=None) -> di
     note = None
     title = f"{attack.name} ({threat.norm}, eps={threat.eps:g})"
     if len(shown):
-        columns = [{"name": model_name(p), "image": r["image"][shown],
+        pictures = [rows_at(batches(model), shown) for model in models]
+        columns = [{"name": model_name(p), "image": pic["image"],
                     "prediction": r["adversarial_prediction"][shown],
-                    "success": r["success"][shown]} for p, r in zip(paths, attacked)]
-        perturbation_grid(attacked[0]["natural"][shown], columns, run.path / "perturbations.png", eps=threat.eps,
+                    "success": r["success"][shown]} for p, r, pic in zip(paths, attacked, pictures)]
+        perturbation_grid(pictures[0]["natural"], columns, run.path / "perturbations.png", eps=threat.eps,
                           title=f"{title}, {request.only} attacks")
     else:
         note = empty_note(request.only, len(attacked[0]["label"]))

@@ -51,3 +51,25 @@ def test_model_summary_on_hand_made_rows():
     none, _ = P.model_summary("runs/std", rows, np.array([], int), eps)
     assert none["shown_at_bound"] is None
     assert "on every model" in P.empty_note("successful", 7) and "among the 7 attacked" in P.empty_note("all", 7)
+
+
+def test_outcome_rows_and_rows_at_stream_batches_to_what_the_whole_rows_give():
+    """The job keeps per-example outcomes and statistics, not images: batch by batch, the summary
+    and the shown pictures equal the whole-array computation exactly."""
+    rng = np.random.default_rng(0)
+    eps, n = 0.05, 11
+    natural = rng.random((n, 6, 6, 2)).astype(np.float32)
+    image = np.clip(natural + rng.uniform(-eps, eps, natural.shape), 0, 1).astype(np.float32)
+    image[3] = natural[3]  # an unperturbed example (NaN statistics)
+    whole = {"natural": natural, "image": image, "label": rng.integers(0, 3, n), "success": rng.random(n) < .5,
+             "adversarial_prediction": rng.integers(0, 3, n), "clean_correct": rng.random(n) < .7,
+             "adversarial_correct": rng.random(n) < .3}
+    batches = [{k: v[lo:lo + 4] for k, v in whole.items()} for lo in range(0, n, 4)]  # 4, 4, 3
+    shown = np.array([0, 3, 5, 10])
+    streamed = P.outcome_rows(iter(batches), eps)
+    assert "image" not in streamed and "natural" not in streamed
+    np.testing.assert_equal(P.model_summary("m", streamed, shown, eps), P.model_summary("m", whole, shown, eps))
+    picked = P.rows_at(iter(batches), shown)
+    assert np.array_equal(picked["image"], image[shown]) and np.array_equal(picked["natural"], natural[shown])
+    assert P.rows_at(iter(batches), np.array([], int))["image"].shape == (0, 6, 6, 2)
+    assert P.outcome_rows(iter([]), eps) == {}
