@@ -60,3 +60,6 @@ cat "$OUT/memory_after.txt"
 "$PY" benchmarks/bench_long_attacks.py --models resnet --rounds 2 --batch-resnet 4 --scale-resnet 0.2 \
   --attacks cw9x100,ead_en,str,apgd_ce --impls advtf,advtf_full,limit,limit_calls --traces-resnet 0 \
   --out "$OUT/long_resnet"
+# ART's C&W and EAD at equal budget, strength on the same images (ART takes ~8 min per call here)
+"$PY" benchmarks/bench_long_attacks.py --models cnn --rounds 1 --batch-cnn 16 --peer-images 8 --attacks cw9x100,ead_en \
+  --impls advtf,art --peer-attacks cw9x100,ead_en --art-attacks cw9x100,ead_en --traces 0 --out "$OUT/long_cnn_art_strength"
