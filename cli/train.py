@@ -85,7 +85,7 @@ def train(**kw):
     import dataclasses
 
     from advtf.distribute.strategy import is_chief
-    from advtf.jobs.train import DERIVED_SET_DEFAULTS, TrainRequest, derived_set_kind
+    from advtf.jobs.train import DERIVED_SET_DEFAULTS, TrainRequest, derived_set_kind, worker_out
 
     kind = derived_set_kind(kw["dataset"])
     derived_defaults = {}
@@ -111,9 +111,7 @@ def train(**kw):
         precise_bn=kw["precise_bn"], save_every_epoch=kw["save_every_epoch"], jit=kw["xla"],
         strategy=kw["strategy"], precision=kw["precision"])
     if not is_chief():  # non-chief workers of a multi-worker cluster write nothing the user sees
-        import tempfile
-
-        kw = {**kw, "out": f"{tempfile.mkdtemp(prefix='advtf-worker-')}/run"}
+        kw = {**kw, "out": worker_out(kw["out"], resume=kw["resume"])}
     results = run_job("train", request, kw)
     if derived_defaults:
         click.echo(f"{kind} training set: used Springer et al.'s Table 3 defaults "

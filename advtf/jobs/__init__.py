@@ -73,6 +73,12 @@ def execute(name: str, request: Request, *, out, overwrite: bool = False, resume
     """
     spec = JOBS.get(name)
     module = importlib.import_module(spec.module)
+    if not spec.cluster and _trains_on_cluster(request):
+        from advtf.distribute.cluster import DEFAULT_TIMEOUT, connect
+
+        # TensorFlow configures collective ops only before the first tensor (loading the data makes
+        # some): join now; make_strategy("multiworker") hands out this strategy later.
+        connect(DEFAULT_TIMEOUT if cluster_timeout is None else cluster_timeout)
     if spec.cluster:  # a job without --strategy runs as "auto": a cluster run when TF_CONFIG is set
         from advtf.distribute import is_multiworker
 
@@ -84,6 +90,16 @@ def execute(name: str, request: Request, *, out, overwrite: bool = False, resume
         results = module.run(request, run, progress=progress, report=report)
         _check_outputs(name, run.path)
     return results
+
+
+def _trains_on_cluster(request: Request) -> bool:
+    """Whether a job with its own ``--strategy`` (train) trains with MultiWorkerMirroredStrategy."""
+    strategy = getattr(request, "strategy", None)
+    if not isinstance(strategy, str):
+        return False
+    from advtf.distribute import is_multiworker
+
+    return is_multiworker(strategy)
 
 
 def _execute_on_cluster(spec: JobSpec, module, request: Request, *, out, overwrite, resume, progress, report,

@@ -256,3 +256,23 @@ def train_and_evaluate(request: TrainRequest, splits: DataSplits, directory: Pat
         "epochs": results["epochs"], "best_epoch": results["best_epoch"]}])
     write_json(directory / "results.json", results)
     return results
+
+
+def worker_out(out, *, resume: bool) -> str:
+    """Where a non-chief worker of multi-worker training writes: a private temporary run directory.
+
+    Every worker of MultiWorkerMirroredStrategy saves checkpoints, but only the chief's run is the
+    user's. With ``--resume`` the worker starts from a copy of the chief's interrupted run (its
+    checkpoints, best weights and history), so every worker restores the same epoch and state and
+    their collectives stay in step; without the chief's partial it has nothing to resume, as the
+    chief says too.
+    """
+    import shutil
+    import tempfile
+
+    target = Path(tempfile.mkdtemp(prefix="advtf-worker-")) / "run"
+    chief = Path(out).resolve()
+    partial = chief.with_name(chief.name + ".partial")
+    if resume and partial.is_dir():
+        shutil.copytree(partial, target.with_name(target.name + ".partial"))
+    return str(target)

@@ -347,3 +347,39 @@ def test_robust_table_on_two_workers_equals_one_process(model, other_model, tmp_
     assert chief.returncode == 0 and worker.returncode == 0, chief.stderr[-3000:] + worker.stderr[-3000:]
     assert "worker 1 of 2 finished its share" in worker.stdout
     assert_same_results(tmp_path / "two", tmp_path / "one", ("accuracy.csv", "accuracy.md"))
+
+
+TRAIN = ["--dataset", "digits", "--model", "test_cnn", "--train-subset", "640", "--test-subset", "16",
+         "--validation", "0", "--epochs", "4", "--batch-size", "16", "--eval-steps", "1", "--quiet"]
+
+
+@pytest.mark.slow
+def test_train_on_two_workers_killed_after_an_epoch_resumes_on_both(tmp_path):
+    """Multi-worker training interrupted after its first epoch's checkpoint: every worker resumes at
+    that epoch (a non-chief starts from a copy of the chief's interrupted run), so their collectives
+    stay in step and the chief's run finishes with the whole history."""
+    out = tmp_path / "T"
+    addresses = [f"127.0.0.1:{p}" for p in free_ports(2)]
+    procs = [subprocess.Popen([*ADVTF, "train", *TRAIN, "--out", str(out)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={**ENV, "TF_CONFIG": tf_config(addresses, i)})
+             for i in range(2)]
+    checkpoints = tmp_path / "T.partial" / "resume" / "train"
+    try:
+        deadline = time.time() + 300
+        while not list(checkpoints.glob("ckpt-1.index")) and time.time() < deadline:
+            assert all(p.poll() is None for p in procs), [p.communicate()[1][-2000:] for p in procs]
+            time.sleep(0.2)
+        assert list(checkpoints.glob("ckpt-1.index")), "no first checkpoint within 300 s"
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGKILL)
+            p.communicate()
+    assert not (out / "manifest.json").exists()
+    results = finished(on_cluster(["train", *TRAIN, "--out", out, "--resume"]))
+    for r in results:
+        assert r.returncode == 0, r.stderr[-3000:]
+    assert "finished its share" in results[1].stdout or "worker" in results[1].stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["resumed"] is True
+    history = (out / "history.csv").read_text().strip().splitlines()
+    assert len(history) == 1 + 4, history  # a header and every epoch, the first one from before the kill
