@@ -41,3 +41,16 @@ def two_cpu_strategy():
     if len(devices) < 2:
         pytest.skip("needs the two logical CPU devices tests/conftest.py configures")
     return tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+
+
+@pytest.fixture
+def small_unroll():
+    """Trace the long attacks' step loops with 2 steps per while iteration instead of the library's 10.
+
+    The results are bit-identical (tests/attacks/test_loop_forms.py) and tracing costs ~4x less; for
+    tests that trace C&W, EAD, Str or APGD for something other than the loop form itself.
+    """
+    from advtf.attacks.loops import forced_unroll
+
+    with forced_unroll(2):
+        yield

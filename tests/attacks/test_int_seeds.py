@@ -13,6 +13,7 @@ from advtf.attacks.threat import as_seed
 from advtf.errors import UserError
 
 QUICK_OPTIONS = {"search_steps": 2}  # the binary searches of C&W, EAD and Str: two rounds suffice here
+pytestmark = pytest.mark.usefixtures("small_unroll")  # seeds do not depend on the loop's block size
 
 
 @pytest.fixture(scope="module")
