@@ -143,7 +143,9 @@ class Writes:
 
     def __enter__(self):
         if not Writes.installed:
-            sys.addaudithook(Writes._hook)  # cannot be removed: it does nothing while no Writes is active
+            # cannot be removed: it does nothing while no Writes is active (bound to the class, which
+            # outlives the module's globals at interpreter shutdown)
+            sys.addaudithook(lambda event, args, cls=Writes: cls._hook(event, args, cls))
             Writes.installed = True
         Writes.active = self
         return self
@@ -152,14 +154,14 @@ class Writes:
         Writes.active = None
 
     @staticmethod
-    def _hook(event, args):
-        self = Writes.active
-        if self is None or event not in Writes.EVENTS:
+    def _hook(event, args, cls):
+        self = cls.active
+        if self is None or event not in cls.EVENTS:
             return
         if event == "open":
             path, mode, flags = args
             writing = (isinstance(mode, str) and any(m in mode for m in "wax+")) or (
-                mode is None and isinstance(flags, int) and flags & Writes.WRITE_FLAGS)
+                mode is None and isinstance(flags, int) and flags & cls.WRITE_FLAGS)
             if not writing:
                 return
             paths = [path]
