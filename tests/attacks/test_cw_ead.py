@@ -10,10 +10,19 @@ from sklearn.datasets import load_digits
 from advtf.attacks import ATTACKS, Threat, coerce_options, per_example_norm, pgd
 from advtf.attacks.cw import bisect_const, cw
 from advtf.attacks.ead import ead, shrinkage_threshold
+from advtf.attacks.loops import forced_unroll
 from advtf.attacks.losses import margin
 from advtf.errors import UserError
 
 CLASSES = 10
+
+
+@pytest.fixture(scope="module", autouse=True)
+def module_small_unroll():
+    """C&W's and EAD's loops traced with 2 steps per block (bit-identical results, test_loop_forms.py;
+    both loop forms still traced); set before the module's attack fixtures run."""
+    with forced_unroll(2):
+        yield
 
 
 @pytest.fixture(scope="module")
