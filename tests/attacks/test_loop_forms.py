@@ -258,7 +258,7 @@ def f32(v):
     return tf.constant(float(v), tf.float32)
 
 
-def same(a, b):
+def assert_bit_identical(a, b):
     a, b = np.asarray(a), np.asarray(b)
     assert a.shape == b.shape
     assert np.array_equal(a, b), f"max |diff| {np.abs(a - b).max()}"
@@ -347,8 +347,8 @@ def test_cw_is_bit_identical_to_the_old_loop(setup, abort_early):
     args = (model, x, y, f32(100.0), tf.constant(23), tf.constant(3), f32(0.01), f32(0.0), f32(0.1), False, abort_early)
     old = tf.function(old_cw_l2)(*args)
     for unroll in UNROLLS:
-        same(tf.function(cw._cw_l2)(*args, unroll=unroll), old)
-    same(cw._compiled(*args), old)  # the library's default
+        assert_bit_identical(tf.function(cw._cw_l2)(*args, unroll=unroll), old)
+    assert_bit_identical(cw._compiled(*args), old)  # the library's default
 
 
 def test_cw_early_abort_fires_and_changes_the_result(setup):
@@ -358,7 +358,7 @@ def test_cw_early_abort_fires_and_changes_the_result(setup):
     aborted = cw._compiled(*args, True)
     full = cw._compiled(*args, False)
     assert not np.array_equal(aborted.numpy(), full.numpy())
-    same(aborted, tf.function(old_cw_l2)(*args, True))
+    assert_bit_identical(aborted, tf.function(old_cw_l2)(*args, True))
 
 
 @pytest.mark.parametrize("rule", ["en", "l1"])
@@ -369,7 +369,7 @@ def test_ead_is_bit_identical_to_the_old_loop(setup, rule, fista):
             "l1", False, rule, fista)
     old = tf.function(old_ead)(*args)
     for unroll in UNROLLS:
-        same(tf.function(ead._ead)(*args, unroll=unroll), old)
+        assert_bit_identical(tf.function(ead._ead)(*args, unroll=unroll), old)
 
 
 def test_str_is_bit_identical_to_the_old_loop(setup):
@@ -387,12 +387,12 @@ def test_str_is_bit_identical_to_the_old_loop(setup):
     try:
         old = tf.function(old_str_attack)(*args)
         for unroll in UNROLLS:
-            same(tf.function(structured._str_attack)(*args, unroll=unroll), old)
+            assert_bit_identical(tf.function(structured._str_attack)(*args, unroll=unroll), old)
     finally:
         tf.config.optimizer.set_experimental_options({"arithmetic_optimization": saved.get("arithmetic_optimization",
                                                                                              True)})
     old = tf.function(old_str_attack)(*args)
-    same(tf.function(structured._str_attack)(*args, unroll=1), old)
+    assert_bit_identical(tf.function(structured._str_attack)(*args, unroll=1), old)
     for unroll in UNROLLS:
         np.testing.assert_allclose(tf.function(structured._str_attack)(*args, unroll=unroll), old, rtol=0, atol=1e-6)
 
@@ -407,7 +407,7 @@ def test_apgd_run_is_bit_identical_to_the_old_loop(setup, loss):
     for unroll in UNROLLS:
         new = tf.function(apgd._apgd_once)(*args, unroll=unroll)
         for a, b in zip(new, old):
-            same(a, b)
+            assert_bit_identical(a, b)
 
 
 @pytest.mark.parametrize("mode", ["apgd-ce", "autoattack-lite"])
@@ -416,7 +416,7 @@ def test_apgd_attack_does_not_depend_on_the_block_size(setup, mode):
     args = (model, x, y, y, f32(0.05), tf.constant(23), tf.constant(2), tf.constant([5, 6], tf.int64), f32(0.75),
             f32(0.75), "linf", mode, False, tf.constant(3), True, True)
     one = tf.function(apgd._attack)(*args, unroll=1)
-    same(apgd._compiled(*args), one)
+    assert_bit_identical(apgd._compiled(*args), one)
 
 
 @pytest.mark.parametrize("name", ["cw", "ead"])
