@@ -23,7 +23,7 @@ from advtf.jobs.reproduce.estimate import gradient_passes
 from advtf.jobs.reproduce.plan import Plan, make_plan
 from advtf.jobs.reproduce.preset import BUDGETS, PAPERS, load_preset
 from advtf.jobs.reproduce.report import PaperReport, write_report
-from advtf.jobs.reproduce.runner import locked, open_directory, results_reader, run_plan
+from advtf.jobs.reproduce.runner import locked, on_the_chief, open_directory, results_reader, run_plan
 from advtf.jobs.reproduce.verdict import judge
 from advtf.runs import normalised
 from advtf.runs.cluster import Cluster, agreed, decode_version, encode_version, fingerprint
@@ -202,23 +202,13 @@ def reproduce_on_cluster(request: ReproduceRequest, out: Path, cluster: Cluster,
             if len(plans) > 1:
                 say(f"{plan.preset.title}: {len(plan.steps)} steps")
             run_plan(plan, progress=progress, report=report, execute=execute, cluster=cluster)
-        if not cluster.chief:  # the chief's last word: whether it wrote the report
-            if not all(cluster.agree(True)):
-                raise agreed(UserError(f"the chief (worker 0) did not write the report in {out} (its message says "
-                                       "why); run every worker again with --resume"))
-            return {"worker": cluster.index, "workers": cluster.workers}
-        try:
-            claims = write_report(out, [PaperReport(plan, judge(plan.preset.claims, results_reader(plan),
-                                                                plan.preset.variables.get(plan.budget, {})))
-                                        for plan in plans])
-        except BaseException:
-            try:
-                cluster.agree(False)
-            except Exception:  # a lost worker: nobody is waiting for the word
-                pass
-            raise
-        cluster.agree(True)
-        return claims
+        claims = on_the_chief(  # the chief's last word: whether it wrote the report
+            cluster, lambda: write_report(out, [PaperReport(plan, judge(plan.preset.claims, results_reader(plan),
+                                                                        plan.preset.variables.get(plan.budget, {})))
+                                                for plan in plans]),
+            f"the chief (worker 0) did not write the report in {out} (its message says why); run every worker "
+            "again with --resume")
+        return claims if cluster.chief else {"worker": cluster.index, "workers": cluster.workers}
     finally:
         if lock is not None:
             lock.release()

@@ -150,7 +150,7 @@ def run_plan(plan: Plan, *, progress: Callable | None = None, report: Callable[[
             execute(step.job, step.request, out=step.out, overwrite=overwrite, resume=resume, progress=progress,
                     report=report, cluster=cluster)
         else:
-            _on_the_chief(cluster, step, lambda: execute(step.job, step.request, out=step.out, overwrite=overwrite,
+            _step_on_the_chief(cluster, step, lambda: execute(step.job, step.request, out=step.out, overwrite=overwrite,
                                                          resume=resume, progress=progress, report=report))
         seconds = time.time() - start
         if chief:
@@ -160,16 +160,18 @@ def run_plan(plan: Plan, *, progress: Callable | None = None, report: Callable[[
     return done
 
 
-def _on_the_chief(cluster: Cluster, step: Step, run: Callable[[], object]) -> None:
-    """Runs ``run`` on the chief alone; every worker then learns whether it finished, so all go on or stop."""
+def on_the_chief(cluster: Cluster, run: Callable[[], object], refused: str):
+    """``run()`` on the chief alone; every worker then learns whether it finished, so all go on or stop.
+
+    Returns the chief's result (None on the others); a failure on the chief reaches every other
+    worker as ``UserError(refused)``.
+    """
     if not cluster.chief:
         if not all(cluster.agree(True)):
-            raise agreed(UserError(f"the chief (worker 0, {_address(cluster)}) stopped at step {step.id} (its "
-                                   "message says why); fix it and run every worker again with --resume"))
-        return
+            raise agreed(UserError(refused))
+        return None
     try:
-        with alone():
-            run()
+        result = run()
     except BaseException:
         try:
             cluster.agree(False)
@@ -177,6 +179,17 @@ def _on_the_chief(cluster: Cluster, step: Step, run: Callable[[], object]) -> No
             pass
         raise
     cluster.agree(True)
+    return result
+
+
+def _step_on_the_chief(cluster: Cluster, step: Step, run: Callable[[], object]) -> None:
+    """A step that is no cluster job: the chief runs it alone (on its own devices) while the others wait."""
+    def alone_run():
+        with alone():
+            run()
+
+    on_the_chief(cluster, alone_run, f"the chief (worker 0, {_address(cluster)}) stopped at step {step.id} (its "
+                                     "message says why); fix it and run every worker again with --resume")
 
 
 def _address(cluster: Cluster) -> str:
